@@ -1,0 +1,42 @@
+"""Errors a user can act on. The CLI prints them as one line and exits with status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UnimmError(Exception):
+    """Base for every error the CLI reports as one clear line (exit status 2)."""
+
+    exit_code = 2
+
+
+class InputError(UnimmError):
+    """Bad input: names the file, the record index and the field where known."""
+
+    def __init__(
+        self, file: str | Path, message: str, *, record: int | str | None = None, field: str | None = None
+    ) -> None:
+        self.file = str(file)
+        self.record = record
+        self.field = field
+        self.message = message
+        where = [self.file]
+        if record is not None:
+            where.append(f"record {record}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(": ".join(where) + f": {message}")
+
+
+class MissingFilesError(UnimmError):
+    """Expected source files are absent; lists each one and where it is officially published."""
+
+    def __init__(self, missing: list[tuple[str, str]]) -> None:
+        self.missing = missing
+        lines = [f"{path} (published at {url})" for path, url in missing]
+        super().__init__("missing input files: " + "; ".join(lines))
+
+
+class ConfigError(UnimmError):
+    """A pipeline config or option that cannot work as given."""

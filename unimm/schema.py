@@ -1,0 +1,250 @@
+"""The records that cross stage boundaries, as pydantic v2 models.
+
+Every stage reads and writes these shapes; `unimm schema export` writes their JSON Schemas to
+`schemas/`, and a test fails when the committed files drift from the models.
+
+Flow: ingest writes `Annotation` + `ImageRef` rows (one Parquet table per source), merge writes
+one `MergedImage` per picture, generate writes `Chat` (or `GenerationFailure`), filter keeps a
+`Chat` with its grounding score or writes a `Reject`, and the shards carry `Chat` as `<key>.json`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = "1"
+
+Source = Literal["coco", "vqav2", "okvqa", "aokvqa", "vg"]
+SOURCES: tuple[str, ...] = ("coco", "vqav2", "okvqa", "aokvqa", "vg")
+Kind = Literal["caption", "qa", "region", "object", "rationale"]
+KINDS: tuple[str, ...] = ("caption", "qa", "region", "object", "rationale")
+Confidence = Literal["yes", "maybe", "no"]
+
+# WebDataset splits a tar member name at the first dot: keys must not contain one.
+KEY_PATTERN = re.compile(r"^[a-z]+_[0-9A-Za-z_-]+$")
+IMAGE_PLACEHOLDER = "<image>"
+
+
+class Record(BaseModel):
+    """Base for every boundary model: unknown fields are an error, not silently kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------
+# ingest
+# --------------------------------------------------------------------------------------------
+class Answer(Record):
+    """One human answer to a question, as the source gives it."""
+
+    text: str = Field(description="The (source-normalised) answer, e.g. VQAv2 `answer`.")
+    raw: str | None = Field(None, description="OK-VQA `raw_answer`, before the source's own normalisation.")
+    confidence: Confidence | None = Field(None, description="VQAv2/OK-VQA `answer_confidence`.")
+
+
+class Annotation(Record):
+    """One normalised annotation: one row of `work/ingest/<source>.parquet`."""
+
+    image_key: str = Field(description="Canonical image key (see unimm.keys), no dots.")
+    source: Source
+    split: str = Field(description="Source split, e.g. train2014, val2017, train, val; VG has `all`.")
+    kind: Kind
+    source_id: str = Field(description="Id of the record in its source file (caption, question, region, object id).")
+    parent_id: str | None = Field(None, description="For a rationale: the source_id of its question.")
+    text: str = Field(description="Caption, question, region phrase, object name or rationale; trimmed.")
+    answer: str | None = Field(None, description="Canonical answer of a qa (consensus / correct choice).")
+    answers: list[Answer] = Field(default_factory=list)
+    choices: list[str] = Field(default_factory=list, description="Multiple-choice options (A-OKVQA).")
+    correct_choice: int | None = Field(None, description="Index into choices.")
+    question_type: str | None = None
+    answer_type: str | None = None
+    bbox: list[float] | None = Field(
+        None, description="[x, y, w, h] normalised to [0, 1] by the annotated image's own width/height."
+    )
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_normalised(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (len(v) != 4 or any(c < 0.0 or c > 1.0 for c in v)):
+            raise ValueError("bbox must be 4 numbers in [0, 1]")
+        return v
+
+
+class ImageRef(Record):
+    """One image as one source knows it: one row of `work/ingest/<source>.images.parquet`."""
+
+    image_key: str
+    source: Source
+    split: str
+    source_image_id: str
+    file_name: str | None = Field(None, description="Path relative to the data root, e.g. coco/train2017/000000391895.jpg.")
+    width: int | None = None
+    height: int | None = None
+    coco_id: int | None = None
+    vg_id: int | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# merge
+# --------------------------------------------------------------------------------------------
+class Provenance(Record):
+    """Where a merged item came from; exact duplicates across sources keep every provenance."""
+
+    sources: list[Source] = Field(min_length=1)
+    source_ids: list[str] = Field(min_length=1)
+
+
+class MergedCaption(Provenance):
+    text: str
+
+
+class MergedQA(Provenance):
+    question: str
+    answer: str | None = None
+    answers: list[Answer] = Field(default_factory=list)
+    choices: list[str] = Field(default_factory=list)
+    correct_choice: int | None = None
+    question_type: str | None = None
+    answer_type: str | None = None
+    rationales: list[str] = Field(default_factory=list)
+
+
+class MergedRegion(Provenance):
+    text: str
+    bbox: list[float] | None = None
+
+
+class MergedObject(Provenance):
+    name: str
+    bbox: list[float] | None = None
+
+
+class ImageFile(Record):
+    source: Source
+    split: str
+    file_name: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class MergedImage(Record):
+    """All annotations of one physical image: one row of `work/merged/part-*.parquet`."""
+
+    image_key: str
+    coco_id: int | None = None
+    vg_id: int | None = None
+    width: int | None = Field(None, description="Width of the preferred file (COCO first, then VG).")
+    height: int | None = None
+    files: list[ImageFile] = Field(default_factory=list)
+    sources: list[Source] = Field(description="Sorted, distinct sources that annotate this image.")
+    captions: list[MergedCaption] = Field(default_factory=list)
+    qas: list[MergedQA] = Field(default_factory=list)
+    regions: list[MergedRegion] = Field(default_factory=list)
+    objects: list[MergedObject] = Field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[str]:
+        """Annotation types present (caption, qa, rationale, region, object)."""
+        out = []
+        if self.captions:
+            out.append("caption")
+        if self.qas:
+            out.append("qa")
+        if any(q.rationales for q in self.qas):
+            out.append("rationale")
+        if self.regions:
+            out.append("region")
+        if self.objects:
+            out.append("object")
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# generate
+# --------------------------------------------------------------------------------------------
+class DialogueTurn(Record):
+    """One question/answer exchange as the LLM writes it (the response schema)."""
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+
+
+class DialogueResponse(Record):
+    """What the LLM must answer: JSON matching this schema (constrained decoding where possible)."""
+
+    turns: list[DialogueTurn] = Field(min_length=1, max_length=32)
+
+
+class Turn(Record):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class GeneratorInfo(Record):
+    backend: Literal["template", "local", "openai"]
+    model: str
+    prompt_version: str
+    prompt_fingerprint: str
+    request_id: str = Field(description="Content address of the request (model, prompt, input, sampling, seed).")
+
+
+class Chat(Record):
+    """One dialogue about one image: generation output, filter input, and each shard's `<key>.json`.
+
+    In shards the first user turn starts with exactly one `<image>` placeholder (IMAGE_PLACEHOLDER);
+    before export, turns carry no placeholder.
+    """
+
+    id: str = Field(description="Sample key: no dots, safe as a WebDataset __key__.")
+    image_key: str
+    image_file: str | None = Field(None, description="Image path relative to the data root, if known.")
+    turns: list[Turn] = Field(min_length=2)
+    sources: list[Source]
+    generator: GeneratorInfo
+    grounding_score: float | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _key_safe(cls, v: str) -> str:
+        if not KEY_PATTERN.match(v):
+            raise ValueError(f"id {v!r} is not a safe WebDataset key (letters, digits, _ and - only, no dots)")
+        return v
+
+
+class GenerationFailure(Record):
+    """A request that never produced a valid dialogue; kept, never silently dropped."""
+
+    image_key: str
+    request_id: str
+    backend: str
+    model: str
+    reason: str = Field(description="Reason code, e.g. invalid_json, schema_mismatch, http_error, timeout.")
+    detail: str = ""
+    attempts: int
+
+
+# --------------------------------------------------------------------------------------------
+# filter / dedup / decontaminate
+# --------------------------------------------------------------------------------------------
+class Reject(Record):
+    """A dialogue removed by filter, dedup or decontamination, with every reason that applied."""
+
+    id: str
+    image_key: str
+    stage: Literal["filter", "dedup", "decontaminate"]
+    reasons: list[str] = Field(min_length=1)
+    chat: Chat
+
+
+EXPORTED: dict[str, type[BaseModel]] = {
+    "annotation": Annotation,
+    "image_ref": ImageRef,
+    "merged_image": MergedImage,
+    "dialogue_response": DialogueResponse,
+    "chat": Chat,
+    "generation_failure": GenerationFailure,
+    "reject": Reject,
+}
