@@ -1,0 +1,154 @@
+"""Catalogue of the official files of each source: where they sit under the data root and the
+archive they are published in. Ingest uses it to name missing files and where to get them;
+`unimm download` uses it to fetch and unpack.
+
+Data root convention (`--data-root`, default `data/`), one folder per source:
+    coco/annotations/captions_{train,val}{2014,2017}.json, coco/annotations/instances_*.json,
+        images in coco/{train,val}{2014,2017}/
+    vqav2/v2_OpenEnded_mscoco_{train,val}2014_questions.json, vqav2/v2_mscoco_{train,val}2014_annotations.json
+    okvqa/OpenEnded_mscoco_{train,val}2014_questions.json, okvqa/mscoco_{train,val}2014_annotations.json
+    aokvqa/aokvqa_v1p0_{train,val}.json
+    vg/image_data.json, vg/region_descriptions.json, vg/question_answers.json, vg/objects.json,
+        images in vg/VG_100K/ and vg/VG_100K_2/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_DATA_ROOT = "data"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One officially published archive (or plain file) and what it yields under its source folder.
+
+    size/sha256 are checked when known; publishers of these datasets give no checksums, so by
+    default the size the server announces is checked, and a user may pin sha256 in a config.
+    """
+
+    url: str
+    source: str
+    members: tuple[str, ...]  # paths it yields, relative to the source folder
+    kind: str = "annotations"  # or "images"
+    size: int | None = None
+    sha256: str | None = None
+    strip_components: int = 0  # leading folders to drop when unpacking (like tar --strip-components)
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ExpectedFile:
+    """One official file, its role in its source and the split it holds."""
+
+    source: str
+    path: str  # relative to the data root
+    role: str  # captions | instances | questions | annotations | combined | image_data | regions | qa | objects
+    split: str
+    archive_url: str
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    title: str
+    homepage: str
+    archives: tuple[Archive, ...] = field(default_factory=tuple)
+
+    def files(self) -> list[ExpectedFile]:
+        return [f for f in EXPECTED_FILES if f.source == self.name]
+
+
+_COCO = "http://images.cocodataset.org"
+_VQA = "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa"
+_OKVQA = "https://okvqa.allenai.org/static/data"
+_AOKVQA = "https://prior-datasets.s3.us-east-2.amazonaws.com/aokvqa"
+_VG = "https://homes.cs.washington.edu/~ranjay/visualgenome/data/dataset"
+_VG_IMG = "https://cs.stanford.edu/people/rak248"
+
+ARCHIVES: tuple[Archive, ...] = (
+    Archive(f"{_COCO}/annotations/annotations_trainval2014.zip", "coco",
+            tuple(f"annotations/{k}_{s}2014.json" for k in ("captions", "instances") for s in ("train", "val"))),
+    Archive(f"{_COCO}/annotations/annotations_trainval2017.zip", "coco",
+            tuple(f"annotations/{k}_{s}2017.json" for k in ("captions", "instances") for s in ("train", "val"))),
+    *(Archive(f"{_COCO}/zips/{s}.zip", "coco", (f"{s}/",), kind="images")
+      for s in ("train2014", "val2014", "train2017", "val2017")),
+    *(Archive(f"{_VQA}/v2_Questions_{S}_mscoco.zip", "vqav2", (f"v2_OpenEnded_mscoco_{s}2014_questions.json",))
+      for S, s in (("Train", "train"), ("Val", "val"))),
+    *(Archive(f"{_VQA}/v2_Annotations_{S}_mscoco.zip", "vqav2", (f"v2_mscoco_{s}2014_annotations.json",))
+      for S, s in (("Train", "train"), ("Val", "val"))),
+    *(Archive(f"{_OKVQA}/{name}.zip", "okvqa", (name,))
+      for name in ("OpenEnded_mscoco_train2014_questions.json", "OpenEnded_mscoco_val2014_questions.json",
+                   "mscoco_train2014_annotations.json", "mscoco_val2014_annotations.json")),
+    Archive(f"{_AOKVQA}/aokvqa_v1p0.tar.gz", "aokvqa",
+            ("aokvqa_v1p0_train.json", "aokvqa_v1p0_val.json", "aokvqa_v1p0_test.json")),
+    *(Archive(f"{_VG}/{name}.zip", "vg", (name,))
+      for name in ("image_data.json", "region_descriptions.json", "question_answers.json", "objects.json")),
+    Archive(f"{_VG_IMG}/VG_100K_2/images.zip", "vg", ("VG_100K/",), kind="images"),
+    Archive(f"{_VG_IMG}/VG_100K_2/images2.zip", "vg", ("VG_100K_2/",), kind="images"),
+)
+
+
+def _archive_for(source: str, member: str) -> str:
+    for a in ARCHIVES:
+        if a.source == source and member in a.members:
+            return a.url
+    raise KeyError(f"{source}/{member}")
+
+
+def _expected() -> tuple[ExpectedFile, ...]:
+    out: list[ExpectedFile] = []
+    for year in ("2014", "2017"):
+        for s in ("train", "val"):
+            for role in ("captions", "instances"):
+                m = f"annotations/{role}_{s}{year}.json"
+                out.append(ExpectedFile("coco", f"coco/{m}", role, f"{s}{year}", _archive_for("coco", m)))
+    for s in ("train", "val"):
+        for role, m in (("questions", f"v2_OpenEnded_mscoco_{s}2014_questions.json"),
+                        ("annotations", f"v2_mscoco_{s}2014_annotations.json")):
+            out.append(ExpectedFile("vqav2", f"vqav2/{m}", role, f"{s}2014", _archive_for("vqav2", m)))
+        for role, m in (("questions", f"OpenEnded_mscoco_{s}2014_questions.json"),
+                        ("annotations", f"mscoco_{s}2014_annotations.json")):
+            out.append(ExpectedFile("okvqa", f"okvqa/{m}", role, f"{s}2014", _archive_for("okvqa", m)))
+        m = f"aokvqa_v1p0_{s}.json"
+        out.append(ExpectedFile("aokvqa", f"aokvqa/{m}", "combined", s, _archive_for("aokvqa", m)))
+    for role, m in (("image_data", "image_data.json"), ("regions", "region_descriptions.json"),
+                    ("qa", "question_answers.json"), ("objects", "objects.json")):
+        out.append(ExpectedFile("vg", f"vg/{m}", role, "all", _archive_for("vg", m)))
+    return tuple(out)
+
+
+EXPECTED_FILES: tuple[ExpectedFile, ...] = _expected()
+
+SOURCE_SPECS: dict[str, SourceSpec] = {
+    s.name: s
+    for s in (
+        SourceSpec("coco", "COCO captions + instances (2014/2017)", "https://cocodataset.org/#download",
+                   tuple(a for a in ARCHIVES if a.source == "coco")),
+        SourceSpec("vqav2", "VQAv2", "https://visualqa.org/download.html",
+                   tuple(a for a in ARCHIVES if a.source == "vqav2")),
+        SourceSpec("okvqa", "OK-VQA", "https://okvqa.allenai.org/download.html",
+                   tuple(a for a in ARCHIVES if a.source == "okvqa")),
+        SourceSpec("aokvqa", "A-OKVQA v1.0", "https://github.com/allenai/aokvqa",
+                   tuple(a for a in ARCHIVES if a.source == "aokvqa")),
+        SourceSpec("vg", "Visual Genome v1.2", "https://homes.cs.washington.edu/~ranjay/visualgenome/api.html",
+                   tuple(a for a in ARCHIVES if a.source == "vg")),
+    )
+}
+
+
+def parse_sources(text: str | list[str] | None) -> list[str]:
+    """`coco,vqav2` -> ['coco', 'vqav2'] in canonical order; unknown names are a ConfigError."""
+    from unimm.errors import ConfigError
+
+    if text is None:
+        return list(SOURCE_SPECS)
+    items = text if isinstance(text, list) else text.split(",")
+    names = [s.strip().lower() for s in items if s.strip()]
+    unknown = [s for s in names if s not in SOURCE_SPECS]
+    if unknown:
+        raise ConfigError(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(SOURCE_SPECS)}")
+    return [s for s in SOURCE_SPECS if s in names]
