@@ -40,3 +40,10 @@ class MissingFilesError(UnimmError):
 
 class ConfigError(UnimmError):
     """A pipeline config or option that cannot work as given."""
+
+
+class MissingStageOutputError(UnimmError):
+    """A stage was asked to run before the stage it reads from."""
+
+    def __init__(self, path: str | Path, needs: str) -> None:
+        super().__init__(f"{path} not found: run `{needs}` first")

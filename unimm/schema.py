@@ -91,7 +91,11 @@ class ImageRef(Record):
 # merge
 # --------------------------------------------------------------------------------------------
 class Provenance(Record):
-    """Where a merged item came from; exact duplicates across sources keep every provenance."""
+    """Where a merged item came from; exact duplicates keep every provenance.
+
+    `sources[i]` is the source of `source_ids[i]`: the lists are parallel, so an item collapsed
+    from two annotations of the same source lists that source twice.
+    """
 
     sources: list[Source] = Field(min_length=1)
     source_ids: list[str] = Field(min_length=1)
@@ -139,7 +143,7 @@ class MergedImage(Record):
     width: int | None = Field(None, description="Width of the preferred file (COCO first, then VG).")
     height: int | None = None
     files: list[ImageFile] = Field(default_factory=list)
-    sources: list[Source] = Field(description="Sorted, distinct sources that annotate this image.")
+    sources: list[Source] = Field(description="Distinct sources that annotate this image, in canonical source order.")
     captions: list[MergedCaption] = Field(default_factory=list)
     qas: list[MergedQA] = Field(default_factory=list)
     regions: list[MergedRegion] = Field(default_factory=list)

@@ -1,0 +1,18 @@
+"""Build ingest tables from pydantic records, for merge tests that need exact control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from unimm import workdir
+from unimm.schema import Annotation, ImageRef
+from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA
+
+
+def write_ingest(work: Path, source: str, annotations: list[Annotation], images: list[ImageRef]) -> None:
+    ann = pl.DataFrame([a.model_dump() for a in annotations], schema=ANNOTATION_SCHEMA)
+    img = pl.DataFrame([i.model_dump() for i in images], schema=IMAGE_REF_SCHEMA)
+    workdir.write_parquet_atomic(ann, workdir.ingest_table(work, source))
+    workdir.write_parquet_atomic(img, workdir.ingest_images(work, source))

@@ -1,0 +1,79 @@
+"""GenerateConfig: every knob of the generation stage, validated once at the boundary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from unimm.errors import ConfigError
+
+Backend = Literal["template", "local", "openai"]
+ResponseFormat = Literal["auto", "json_schema", "json_object", "none"]
+
+DEFAULT_LOCAL_MODEL = "SmolLM2-135M-Instruct"
+# Environment variables searched, in order, for the API key. The key itself never enters a config.
+API_KEY_ENVS: tuple[str, ...] = ("UNIMM_API_KEY", "OPENAI_API_KEY")
+
+
+class GenerateConfig(BaseModel):
+    """Options of `unimm generate` and of `generate_chats` (the build orchestrator's entry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Backend = "local"
+    model: str | None = Field(None, description="Model name; default: the embedded SmolLM2 for local.")
+    model_path: Path | None = Field(None, description="GGUF for the local backend; default: the embedded one.")
+    base_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoints, round-robin.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (default: UNIMM_API_KEY, then OPENAI_API_KEY)."
+    )
+    concurrency: int = Field(64, ge=1, description="Requests in flight (openai backend).")
+    max_tokens: int = Field(1024, ge=16)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    seed: int = 0
+    retries: int = Field(5, ge=0, description="Retries of transient errors (429, 5xx, timeouts, connection).")
+    invalid_retries: int = Field(2, ge=0, description="Retries of output that is not a valid dialogue.")
+    backoff_s: float = Field(0.5, gt=0.0, description="First backoff; doubles per retry, with jitter.")
+    backoff_max_s: float = Field(20.0, gt=0.0)
+    timeout_s: float = Field(300.0, gt=0.0)
+    response_format: ResponseFormat = "auto"
+    prompt_set: str = "unimm_chat"
+    prompt_version: str = "v1"
+    prompts_dir: Path | None = Field(None, description="Root of the prompt sets; default: the repo's prompts/.")
+    token_budget: int = Field(1536, ge=64, description="Most (estimated) tokens the rendered record may take.")
+    limit: int | None = Field(None, ge=1, description="Only the first N records (quick partial run).")
+    n_ctx: int = Field(4096, ge=512, description="Context of the in-process llama.cpp model.")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: all cores.")
+    retry_failures: bool = Field(False, description="Re-send requests whose cached result is a failure.")
+    template_max_turns: int = Field(24, ge=1, description="Most question/answer pairs of a template chat.")
+
+    @field_validator("base_urls")
+    @classmethod
+    def _strip_urls(cls, v: list[str]) -> list[str]:
+        return [u.rstrip("/") for u in v]
+
+    def resolved_model(self) -> str:
+        """The model name recorded with every chat and used in request ids."""
+        if self.model:
+            return self.model
+        if self.backend == "openai":
+            raise ConfigError("--llm openai needs --model (the name the server serves)")
+        if self.backend == "template":
+            return "template"
+        return DEFAULT_LOCAL_MODEL
+
+    def threads(self) -> int:
+        return self.n_threads or os.cpu_count() or 1
+
+    def api_key(self) -> str | None:
+        """The API key from the environment only; never stored, logged or hashed."""
+        names = (self.api_key_env,) if self.api_key_env else API_KEY_ENVS
+        for name in names:
+            value = os.environ.get(name)
+            if value:
+                return value
+        return None

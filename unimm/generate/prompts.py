@@ -1,0 +1,161 @@
+"""Versioned prompt sets (`prompts/<name>/<version>/`) and the chat messages built from them.
+
+A set holds `system.md` (the requirements), `user.md` (the per-record message, with an
+`{annotations}` slot), `examples.json` (few-shot records and the dialogues written for them) and
+the response schema (always `DialogueResponse.model_json_schema()`). Messages put the shared part
+(system + examples) first, so servers with prefix caching (vLLM, llama.cpp) reuse it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from unimm.errors import ConfigError, InputError
+from unimm.generate.config import GenerateConfig
+from unimm.generate.render import RENDER_VERSION, estimate_tokens, render_record
+from unimm.schema import DialogueResponse, MergedImage
+
+Message = dict[str, str]
+
+
+def default_prompts_dir() -> Path:
+    """The repo's `prompts/` (beside the `unimm` package in a source checkout)."""
+    return Path(__file__).resolve().parents[2] / "prompts"
+
+
+def response_schema() -> dict:
+    """The JSON Schema the model must answer (DialogueResponse)."""
+    return DialogueResponse.model_json_schema()
+
+
+def canonical_json(obj: object) -> str:
+    """Stable JSON text: sorted keys, no whitespace (hashing, request ids)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class FewShot(BaseModel):
+    """One few-shot example: a merged record and the dialogue written for it."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: MergedImage
+    output: DialogueResponse
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """A loaded prompt set; `fingerprint` identifies template + examples + schema + renderer."""
+
+    name: str
+    version: str
+    system: str
+    user_template: str
+    examples: tuple[FewShot, ...]
+    schema: dict
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        payload = canonical_json(
+            {
+                "system": self.system,
+                "user": self.user_template,
+                "examples": [e.model_dump(mode="json") for e in self.examples],
+                "schema": self.schema,
+                "render": RENDER_VERSION,
+            }
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def user_message(self, annotations: str) -> str:
+        return self.user_template.replace("{annotations}", annotations)
+
+    @functools.cached_property
+    def prefix(self) -> list[Message]:
+        """System prompt + few-shot turns: identical for every record (prefix-cache friendly)."""
+        msgs: list[Message] = [{"role": "system", "content": self.system}]
+        for ex in self.examples:
+            msgs.append({"role": "user", "content": self.user_message(render_record(ex.input, None).text)})
+            msgs.append({"role": "assistant", "content": ex.output.model_dump_json()})
+        return msgs
+
+    @functools.cached_property
+    def prefix_tokens(self) -> int:
+        # +4 per message for chat-template role markers.
+        return sum(estimate_tokens(m["content"]) + 4 for m in self.prefix)
+
+    def messages(self, record: MergedImage, budget: int | None) -> list[Message]:
+        """The full request for one record: shared prefix, then the record's annotations."""
+        rendered = render_record(record, budget)
+        return [*self.prefix, {"role": "user", "content": self.user_message(rendered.text)}]
+
+
+def load_prompt_set(root: Path, name: str, version: str) -> PromptSet:
+    """Read `root/name/version/`; a missing or malformed file is a ConfigError/InputError."""
+    folder = Path(root) / name / version
+    if not folder.is_dir():
+        available = sorted(str(p.relative_to(root)) for p in Path(root).glob("*/*") if p.is_dir())
+        raise ConfigError(f"prompt set {name}/{version} not found under {root} (available: {available})")
+    try:
+        system = (folder / "system.md").read_text(encoding="utf-8").strip()
+        user = (folder / "user.md").read_text(encoding="utf-8").strip()
+    except FileNotFoundError as e:
+        raise ConfigError(f"prompt set {folder} is missing {Path(e.filename).name}") from e
+    if "{annotations}" not in user:
+        raise InputError(folder / "user.md", "has no {annotations} slot")
+    examples_path = folder / "examples.json"
+    try:
+        raw = json.loads(examples_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"prompt set {folder} is missing examples.json") from e
+    except json.JSONDecodeError as e:
+        raise InputError(examples_path, f"not valid JSON: {e}") from e
+    if not isinstance(raw, list):
+        raise InputError(examples_path, "must be a JSON list of {input, output} objects")
+    examples = []
+    for i, item in enumerate(raw):
+        try:
+            examples.append(FewShot.model_validate(item))
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise InputError(examples_path, err["msg"], record=i, field=field) from e
+    return PromptSet(name, version, system, user, tuple(examples), response_schema())
+
+
+def prompt_set_for(cfg: GenerateConfig) -> PromptSet:
+    """The prompt set a config names (cached per folder)."""
+    root = (cfg.prompts_dir or default_prompts_dir()).resolve()
+    return _cached_load(str(root), cfg.prompt_set, cfg.prompt_version, _mtime_key(root / cfg.prompt_set / cfg.prompt_version))
+
+
+def _mtime_key(folder: Path) -> tuple:
+    # Reload when a file changes (tests and prompt authors edit them in place).
+    return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*"))) if folder.is_dir() else ()
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_load(root: str, name: str, version: str, _key: tuple) -> PromptSet:
+    return load_prompt_set(Path(root), name, version)
+
+
+def prompt_fingerprint(cfg: GenerateConfig) -> str:
+    """Hash of the prompt set the config names (system + user template + examples + schema)."""
+    return prompt_set_for(cfg).fingerprint
+
+
+def record_budget(cfg: GenerateConfig, prompts: PromptSet) -> int:
+    """Tokens the rendered record may use; the in-process model must also fit its context."""
+    if cfg.backend == "local":
+        room = cfg.n_ctx - prompts.prefix_tokens - cfg.max_tokens - 64
+        if room < 64:
+            raise ConfigError(
+                f"n_ctx {cfg.n_ctx} leaves no room for a record: the prompt prefix takes ~{prompts.prefix_tokens} "
+                f"tokens and max_tokens is {cfg.max_tokens}; raise --n-ctx or lower --max-tokens"
+            )
+        return min(cfg.token_budget, room)
+    return cfg.token_budget

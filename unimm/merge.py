@@ -1,0 +1,306 @@
+"""Merge: gather every normalised annotation of one physical image into one `MergedImage` row.
+
+Input: `work/ingest/<source>.parquet` (+ `.images.parquet`) for the chosen sources.
+Output: `work/merged/part-NNNNN.parquet` (rows = `schema.MergedImage`, partitioned by a stable
+hash of the image key, sorted by key) and `work/merged/summary.json`.
+
+Exact duplicate texts across (or within) sources collapse into one item whose `sources` and
+`source_ids` lists keep every provenance (`sources[i]` is the source of `source_ids[i]`), so no
+annotation is lost or counted twice. Order is deterministic: source order of `SOURCES`, then the
+order of the source files. All of it is polars expressions over whole columns; nothing loops over
+rows in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel, Field
+
+from unimm import workdir
+from unimm.errors import ConfigError, MissingStageOutputError
+from unimm.keys import partition_expr
+from unimm.schema import SOURCES
+from unimm.sources import SOURCE_SPECS
+
+_RANK = {s: i for i, s in enumerate(SOURCES)}
+IMAGES_PER_PARTITION = 20_000
+
+
+class MergeConfig(BaseModel):
+    """Options of the merge stage (`merge:` in a pipeline config)."""
+
+    sources: list[str] | None = Field(None, description="Sources to merge; default: every ingested source.")
+    require: list[str] = Field(default_factory=list, description="Keep only images annotated by all of these.")
+    min_sources: int = Field(1, ge=1, description="Keep only images annotated by at least this many sources.")
+    partitions: int = Field(0, ge=0, description="Output partitions; 0 = one per ~20k images.")
+
+
+class Combination(BaseModel):
+    sources: str
+    images: int
+
+
+class MergeSummary(BaseModel):
+    """What the merge saw and kept; written to merged/summary.json and printed by the CLI."""
+
+    sources: list[str]
+    images_total: int
+    images_kept: int
+    partitions: int
+    by_source_count: dict[int, int] = Field(description="Images (before filtering) by number of sources.")
+    combinations: list[Combination] = Field(description="Images (before filtering) by exact source set.")
+    images_with_3plus_kinds: int = Field(description="Images with >= 3 annotation types (UniMM-Chat's rule).")
+    annotations_in: dict[str, int]
+    items_out: dict[str, int]
+    duplicates_collapsed: dict[str, int]
+    orphan_rationales: int
+
+
+def _norm_text(col: str) -> pl.Expr:
+    """Key for 'exact duplicate' text: case, surrounding/inner whitespace and a final period ignored."""
+    return (
+        pl.col(col)
+        .str.to_lowercase()
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+        .str.strip_chars_end(".")
+        .str.strip_chars()
+    )
+
+
+def _bbox_key() -> pl.Expr:
+    return (
+        pl.col("bbox")
+        .list.eval(pl.element().round(4).cast(pl.Utf8))
+        .list.join(",")
+        .fill_null("")
+    )
+
+
+def _load(work: Path, sources: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    for s in sources:
+        for p in (workdir.ingest_table(work, s), workdir.ingest_images(work, s)):
+            if not p.exists():
+                raise MissingStageOutputError(p, f"unimm ingest --sources {s}")
+    ann = pl.concat(
+        [
+            pl.scan_parquet(workdir.ingest_table(work, s))
+            .with_row_index("_row")
+            .with_columns(pl.lit(_RANK[s], pl.UInt8).alias("_rank"))
+            for s in sources
+        ],
+        how="vertical_relaxed",
+    )
+    imgs = pl.concat(
+        [
+            pl.scan_parquet(workdir.ingest_images(work, s)).with_columns(pl.lit(_RANK[s], pl.UInt8).alias("_rank"))
+            for s in sources
+        ],
+        how="vertical_relaxed",
+    )
+    return ann.sort("_rank", "_row"), imgs
+
+
+def _provenance() -> list[pl.Expr]:
+    return [pl.col("source").alias("sources"), pl.col("source_id").alias("source_ids")]
+
+
+def _collapse(ann: pl.LazyFrame, kind: str, extra_keys: list[pl.Expr], fields: list[pl.Expr]) -> pl.LazyFrame:
+    """Collapse exact duplicates of one kind within an image, keeping every provenance."""
+    return (
+        ann.filter(pl.col("kind") == kind)
+        .with_columns(_norm_text("text").alias("_k"), *[e.alias(f"_k{i}") for i, e in enumerate(extra_keys)])
+        .group_by(["image_key", "_k", *[f"_k{i}" for i in range(len(extra_keys))]], maintain_order=True)
+        .agg(*fields, *_provenance())
+        .drop(["_k", *[f"_k{i}" for i in range(len(extra_keys))]])
+    )
+
+
+def _per_image(items: pl.LazyFrame, name: str) -> pl.LazyFrame:
+    cols = [c for c in items.collect_schema().names() if c != "image_key"]
+    return items.group_by("image_key", maintain_order=True).agg(pl.struct(cols).alias(name))
+
+
+def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str, int], int]:
+    """All ingested annotations of `sources` -> one row per image (MergedImage columns).
+
+    Returns the frame, the count of input annotations by kind, and the orphan rationale count.
+    """
+    ann, imgs = _load(work, sources)
+
+    captions = _collapse(ann, "caption", [], [pl.col("text").first()])
+    rationales = (
+        ann.filter(pl.col("kind") == "rationale")
+        .group_by(["source", "parent_id"], maintain_order=True)
+        .agg(pl.col("text").alias("rationales"))
+    )
+    qa_rows = ann.filter(pl.col("kind") == "qa").join(
+        rationales, left_on=["source", "source_id"], right_on=["source", "parent_id"], how="left",
+        maintain_order="left",
+    )
+    qas = _collapse(
+        qa_rows,
+        "qa",
+        [_norm_text("answer").fill_null("")],
+        [
+            pl.col("text").first().alias("question"),
+            pl.col("answer").first(),
+            pl.col("answers").list.explode(keep_nulls=False, empty_as_null=False),
+            pl.col("choices").first(),
+            pl.col("correct_choice").first(),
+            pl.col("question_type").first(),
+            pl.col("answer_type").first(),
+            pl.col("rationales").list.explode(keep_nulls=False, empty_as_null=False),
+        ],
+    )
+    regions = _collapse(ann, "region", [_bbox_key()], [pl.col("text").first(), pl.col("bbox").first()])
+    objects = _collapse(
+        ann, "object", [_bbox_key()], [pl.col("text").first().alias("name"), pl.col("bbox").first()]
+    )
+
+    files = (
+        imgs.sort("_rank", "split", "file_name", nulls_last=True)
+        .group_by("image_key", maintain_order=True)
+        .agg(
+            pl.struct(["source", "split", "file_name", "width", "height"]).alias("files"),
+            pl.col("coco_id").drop_nulls().first(),
+            pl.col("vg_id").drop_nulls().first(),
+            pl.col("width").drop_nulls().first(),
+            pl.col("height").drop_nulls().first(),
+        )
+    )
+    srcs = (
+        ann.select("image_key", "source", "_rank")
+        .unique(["image_key", "source"])
+        .sort("_rank")
+        .group_by("image_key")
+        .agg(pl.col("source").alias("sources"))
+    )
+
+    merged = srcs
+    for frame, name in ((captions, "captions"), (qas, "qas"), (regions, "regions"), (objects, "objects")):
+        merged = merged.join(_per_image(frame, name), on="image_key", how="left")
+    merged = merged.join(files, on="image_key", how="left")
+
+    empty = {n: pl.col(n).fill_null(pl.lit([], dtype=t)) for n, t in merged.collect_schema().items()
+             if n in ("captions", "qas", "regions", "objects", "files")}
+    df = (
+        merged.with_columns(**empty)
+        .select(
+            "image_key", "coco_id", "vg_id", "width", "height", "files", "sources",
+            "captions", "qas", "regions", "objects",
+        )
+        .sort("image_key")
+        .collect()
+    )
+    counts_df = ann.group_by("kind").len().collect()
+    counts = dict(zip(counts_df["kind"].to_list(), counts_df["len"].to_list(), strict=True))
+    orphans = (
+        ann.filter(pl.col("kind") == "rationale")
+        .join(ann.filter(pl.col("kind") == "qa"), left_on=["source", "parent_id"],
+              right_on=["source", "source_id"], how="anti")
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    return df, counts, orphans
+
+
+def _kinds_count() -> pl.Expr:
+    has_rationale = pl.col("qas").list.eval(pl.element().struct.field("rationales").list.len() > 0).list.any()
+    return pl.sum_horizontal(
+        pl.col("captions").list.len() > 0,
+        pl.col("qas").list.len() > 0,
+        has_rationale.fill_null(False),
+        pl.col("regions").list.len() > 0,
+        pl.col("objects").list.len() > 0,
+    )
+
+
+def summarise(df: pl.DataFrame) -> tuple[dict[int, int], list[Combination], int]:
+    """Images by number of sources, by exact combination, and with >= 3 annotation types."""
+    by_n = df.group_by(pl.col("sources").list.len().alias("n")).len().sort("n")
+    combos = (
+        df.group_by(pl.col("sources").list.join("+").alias("combo"))
+        .len()
+        .sort(["len", "combo"], descending=[True, False])
+    )
+    three = df.select((_kinds_count() >= 3).sum()).item()
+    return (
+        dict(zip(by_n["n"].to_list(), by_n["len"].to_list(), strict=True)),
+        [Combination(sources=c, images=n) for c, n in combos.iter_rows()],
+        int(three),
+    )
+
+
+def merge(work: Path, cfg: MergeConfig) -> MergeSummary:
+    """Run the merge stage: read ingest tables, write partitions + summary atomically."""
+    work = Path(work)
+    available = [s for s in SOURCE_SPECS if workdir.ingest_table(work, s).exists()]
+    sources = list(cfg.sources) if cfg.sources else available
+    if not sources:
+        raise MissingStageOutputError(workdir.ingest_table(work, "<source>"), "unimm ingest")
+    for s in [*sources, *cfg.require]:
+        if s not in SOURCE_SPECS:
+            raise ConfigError(f"unknown source {s!r}; choose from {', '.join(SOURCE_SPECS)}")
+    not_merged = [s for s in cfg.require if s not in sources]
+    if not_merged:
+        raise ConfigError(f"--require {','.join(not_merged)} is not among the merged sources {','.join(sources)}")
+
+    df, counts_in, orphans = build_merged(work, sources)
+    by_n, combos, three = summarise(df)
+
+    keep = pl.col("sources").list.len() >= cfg.min_sources
+    for s in cfg.require:
+        keep = keep & pl.col("sources").list.contains(s)
+    kept = df.filter(keep)
+
+    parts = cfg.partitions or max(1, math.ceil(kept.height / IMAGES_PER_PARTITION))
+    items_out = {
+        "caption": int(kept["captions"].list.len().sum() or 0),
+        "qa": int(kept["qas"].list.len().sum() or 0),
+        "region": int(kept["regions"].list.len().sum() or 0),
+        "object": int(kept["objects"].list.len().sum() or 0),
+    }
+    items_all = {
+        "caption": int(df["captions"].list.len().sum() or 0),
+        "qa": int(df["qas"].list.len().sum() or 0),
+        "region": int(df["regions"].list.len().sum() or 0),
+        "object": int(df["objects"].list.len().sum() or 0),
+    }
+    summary = MergeSummary(
+        sources=sources,
+        images_total=df.height,
+        images_kept=kept.height,
+        partitions=parts,
+        by_source_count=by_n,
+        combinations=combos,
+        images_with_3plus_kinds=three,
+        annotations_in={k: int(v) for k, v in sorted(counts_in.items())},
+        items_out=items_out,
+        duplicates_collapsed={k: int(counts_in.get(k, 0)) - items_all[k] for k in items_all},
+        orphan_rationales=int(orphans),
+    )
+    with workdir.atomic_dir(workdir.merged_dir(work)) as tmp:
+        with_part = kept.with_columns(partition_expr(parts).alias("_part"))
+        for p in range(parts):
+            part = with_part.filter(pl.col("_part") == p).drop("_part")
+            part.write_parquet(tmp / f"part-{p:05d}.parquet", compression="zstd")
+        (tmp / "summary.json").write_text(summary.model_dump_json(indent=2) + "\n")
+    return summary
+
+
+def merged_parts(work: Path) -> list[Path]:
+    """The merged partition files, in order; an error naming the folder when there are none."""
+    parts = sorted(workdir.merged_dir(work).glob("part-*.parquet"))
+    if not parts:
+        raise MissingStageOutputError(workdir.merged_dir(work) / "part-*.parquet", "unimm merge")
+    return parts
+
+
+def read_summary(work: Path) -> MergeSummary:
+    return MergeSummary.model_validate(json.loads((workdir.merged_dir(work) / "summary.json").read_text()))
