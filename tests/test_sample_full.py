@@ -1,0 +1,122 @@
+"""`unimm sample --scale`: synthetic files in the official layouts, sized in proportion to the real ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from unimm.sample import parse_scale, write_full
+from unimm.sample.full import FULL, scaled
+from unimm.sample.jsonstream import JsonListWriter
+from unimm.sources import EXPECTED_FILES
+
+SCALE = 0.01
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import run_unimm
+
+    out = tmp_path_factory.mktemp("full") / "data"
+    r = run_unimm("sample", "--scale", str(SCALE), "--no-images", "--out", out, "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def load(root: Path, rel: str):
+    return orjson.loads((root / rel).read_bytes())
+
+
+def test_counts_are_proportional(small: Path) -> None:
+    want = scaled(SCALE)
+    assert want["vg_regions"] == round(FULL["vg_regions"] * SCALE)
+    for f in EXPECTED_FILES:
+        assert (small / f.path).is_file(), f.path
+    for part in ("train", "val"):
+        caps = load(small, f"coco/annotations/captions_{part}2014.json")
+        assert len(caps["images"]) == want[f"coco_{part}_images"]
+        assert len(caps["annotations"]) == want[f"coco_{part}_captions"]
+        inst = load(small, f"coco/annotations/instances_{part}2014.json")
+        assert len(inst["annotations"]) == want[f"coco_{part}_instances"] and inst["categories"]
+        qs = load(small, f"vqav2/v2_OpenEnded_mscoco_{part}2014_questions.json")["questions"]
+        assert len(qs) == want[f"vqav2_{part}_questions"]
+        ok = load(small, f"okvqa/OpenEnded_mscoco_{part}2014_questions.json")["questions"]
+        assert len(ok) == want[f"okvqa_{part}_questions"]
+        assert len(load(small, f"aokvqa/aokvqa_v1p0_{part}.json")) == want[f"aokvqa_{part}"]
+    # 2017 holds the same pictures and captions, split differently
+    n17 = sum(
+        len(load(small, f"coco/annotations/captions_{s}2017.json")["annotations"]) for s in ("train", "val")
+    )
+    assert n17 == want["coco_train_captions"] + want["coco_val_captions"]
+    assert len(load(small, "coco/annotations/captions_val2017.json")["images"]) == want["coco_val2017_images"]
+    vg = load(small, "vg/image_data.json")
+    assert len(vg) == want["vg_images"]
+    assert sum(im["coco_id"] is not None for im in vg) == want["vg_coco_images"]
+    for rel, key, total in (
+        ("vg/region_descriptions.json", "regions", "vg_regions"),
+        ("vg/question_answers.json", "qas", "vg_qas"),
+        ("vg/objects.json", "objects", "vg_objects"),
+    ):
+        assert sum(len(e[key]) for e in load(small, rel)) == want[total]
+
+
+def test_ids_link_up(small: Path) -> None:
+    coco: dict[int, str] = {}
+    for s in ("train2014", "val2014"):
+        for im in load(small, f"coco/annotations/captions_{s}.json")["images"]:
+            coco[im["id"]] = s
+        qs = load(small, f"vqav2/v2_OpenEnded_mscoco_{s}_questions.json")["questions"]
+        ann = load(small, f"vqav2/v2_mscoco_{s}_annotations.json")["annotations"]
+        assert [q["question_id"] for q in qs] == [a["question_id"] for a in ann]
+        assert len({q["question_id"] for q in qs}) == len(qs)
+        assert all(coco[q["image_id"]] == s and q["question_id"] // 1000 == q["image_id"] for q in qs)
+        assert all(len(a["answers"]) == 10 for a in ann)
+        okq = load(small, f"okvqa/OpenEnded_mscoco_{s}_questions.json")["questions"]
+        assert all(coco[q["image_id"]] == s and q["question_id"] // 10 == q["image_id"] for q in okq)
+    ids17 = {
+        im["id"]
+        for s in ("train2017", "val2017")
+        for im in load(small, f"coco/annotations/captions_{s}.json")["images"]
+    }
+    assert ids17 == set(coco)
+    vg = load(small, "vg/image_data.json")
+    assert all(im["coco_id"] in coco for im in vg if im["coco_id"] is not None)
+    vg_ids = [im["image_id"] for im in vg]
+    assert [e["id"] for e in load(small, "vg/region_descriptions.json")] == vg_ids
+    qas = load(small, "vg/question_answers.json")
+    assert all(qa["answer"].endswith(".") and qa["image_id"] == e["id"] for e in qas for qa in e["qas"])
+
+
+def test_scaled_output_is_deterministic(tmp_path: Path) -> None:
+    a = write_full(tmp_path / "a", scale=0.002, seed=5, workers=1)
+    b = write_full(tmp_path / "b", scale=0.002, seed=5, workers=2)  # scheduling must not matter
+    assert a == b
+    for f in EXPECTED_FILES:
+        assert (tmp_path / "a" / f.path).read_bytes() == (tmp_path / "b" / f.path).read_bytes(), f.path
+
+
+def test_parse_scale() -> None:
+    from unimm.errors import ConfigError
+
+    assert parse_scale("full") == 1.0 and parse_scale("0.05") == 0.05
+    for bad in ("0", "1.5", "half"):
+        with pytest.raises(ConfigError):
+            parse_scale(bad)
+
+
+def test_json_list_writer_streams_valid_documents(tmp_path: Path) -> None:
+    with JsonListWriter(tmp_path / "o.json", key="items", head={"info": {"v": 1}}, tail={"t": 2}) as w:
+        w.extend([])
+        w.extend([{"a": 1}, {"a": 2}])
+        w.extend([{"a": 3}])
+    assert json.loads((tmp_path / "o.json").read_text()) == {
+        "info": {"v": 1},
+        "items": [{"a": 1}, {"a": 2}, {"a": 3}],
+        "t": 2,
+    }
+    with JsonListWriter(tmp_path / "l.json") as w:
+        pass
+    assert json.loads((tmp_path / "l.json").read_text()) == []
