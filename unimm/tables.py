@@ -44,13 +44,17 @@ IMAGE_REF_SCHEMA = pl.Schema(
 )
 
 
+# List columns whose absence means "no value" (null), not "no items" ([]).
+NULLABLE_LISTS = frozenset({"bbox"})
+
+
 def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     """Add missing columns as nulls/empty lists, cast to the schema's dtypes, order columns."""
     exprs = []
     for name, dtype in schema.items():
         if name in df.columns:
             exprs.append(pl.col(name).cast(dtype))
-        elif isinstance(dtype, pl.List):
+        elif isinstance(dtype, pl.List) and name not in NULLABLE_LISTS:
             exprs.append(pl.lit([], dtype=dtype).alias(name))
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))

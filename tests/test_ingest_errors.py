@@ -1,0 +1,248 @@
+"""Bad and missing input: one clear error naming file, record and field; nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unimm.errors import InputError, MissingFilesError
+from unimm.ingest import check_inputs, run_ingest
+from unimm.ingest.jsonio import split_path
+from unimm.workdir import ingest_table
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "data"
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A writable copy of the fixture data root."""
+    root = tmp_path / "data"
+    shutil.copytree(FIXTURES, root)
+    return root
+
+
+def edit(path: Path, fn) -> None:
+    doc = json.loads(path.read_text())
+    fn(doc)
+    path.write_text(json.dumps(doc))
+
+
+def leftovers(work: Path) -> list[str]:
+    folder = work / "ingest"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_bad_json_names_file_and_position(data: Path, tmp_path: Path) -> None:
+    f = data / "coco" / "annotations" / "captions_train2014.json"
+    text = f.read_text()
+    assert '"id": 771687,' in text
+    f.write_text(text.replace('"id": 771687,', '"id": 771687,,'))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["coco"], jobs=1)
+    assert e.value.file == str(f)
+    line = text[: text.index('"id": 771687,')].count("\n") + 1
+    assert "invalid JSON" in str(e.value) and f"line {line}," in str(e.value)
+    assert leftovers(tmp_path / "work") == []
+
+
+def test_truncated_json(data: Path, tmp_path: Path) -> None:
+    f = data / "aokvqa" / "aokvqa_v1p0_train.json"
+    f.write_text(f.read_text()[:-40])
+    with pytest.raises(InputError, match="invalid JSON.*truncated") as e:
+        run_ingest(data, tmp_path / "work", ["aokvqa"], jobs=1)
+    assert e.value.file == str(f)
+
+
+def test_missing_required_field(data: Path, tmp_path: Path) -> None:
+    f = data / "vqav2" / "v2_mscoco_train2014_annotations.json"
+    edit(f, lambda d: d["annotations"][1].pop("image_id"))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vqav2"], jobs=1)
+    assert (e.value.file, e.value.record, e.value.field) == (str(f), "annotations[1]", "image_id")
+    assert "\n" not in str(e.value)
+
+
+def test_wrong_type(data: Path, tmp_path: Path) -> None:
+    f = data / "coco" / "annotations" / "captions_train2017.json"
+    edit(f, lambda d: d["annotations"][2].__setitem__("caption", 12))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["coco"], jobs=1)
+    assert (e.value.record, e.value.field) == ("annotations[2]", "caption")
+    assert "Expected `str`, got `int`" in e.value.message
+
+
+def test_wrong_type_nested_in_vg_list(data: Path, tmp_path: Path) -> None:
+    f = data / "vg" / "region_descriptions.json"
+    edit(f, lambda d: d[0]["regions"][1].__setitem__("x", "left"))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert (e.value.record, e.value.field) == ("[0].regions[1]", "x")
+
+
+def test_bad_answer_confidence_is_rejected(data: Path, tmp_path: Path) -> None:
+    f = data / "okvqa" / "mscoco_val2014_annotations.json"
+    edit(f, lambda d: d["annotations"][1]["answers"][4].__setitem__("answer_confidence", "sure"))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["okvqa"], jobs=1)
+    assert (e.value.record, e.value.field) == ("annotations[1].answers[4]", "answer_confidence")
+
+
+def test_questions_and_annotations_from_different_splits(data: Path, tmp_path: Path) -> None:
+    q = data / "vqav2" / "v2_OpenEnded_mscoco_train2014_questions.json"
+    a = data / "vqav2" / "v2_mscoco_train2014_annotations.json"
+    edit(a, lambda d: d.__setitem__("data_subtype", "val2014"))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vqav2"], jobs=1)
+    msg = str(e.value)
+    assert str(q) in msg and str(a) in msg and e.value.field == "data_subtype"
+    assert "'val2014'" in msg and "'train2014'" in msg
+
+
+def test_question_without_annotation(data: Path, tmp_path: Path) -> None:
+    q = data / "vqav2" / "v2_OpenEnded_mscoco_train2014_questions.json"
+    edit(
+        data / "vqav2" / "v2_mscoco_train2014_annotations.json", lambda d: d["annotations"].pop(2)
+    )  # qid 458752001
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vqav2"], jobs=1)
+    assert (e.value.file, e.value.record, e.value.field) == (str(q), "questions[1]", "question_id")
+
+
+def test_annotation_without_question(data: Path, tmp_path: Path) -> None:
+    a = data / "okvqa" / "mscoco_val2014_annotations.json"
+    edit(data / "okvqa" / "OpenEnded_mscoco_val2014_questions.json", lambda d: d["questions"].pop(0))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["okvqa"], jobs=1)
+    assert (e.value.file, e.value.record) == (str(a), "annotations[0]")
+
+
+def test_coco_box_on_unknown_image(data: Path, tmp_path: Path) -> None:
+    f = data / "coco" / "annotations" / "instances_train2017.json"
+    edit(f, lambda d: d["annotations"][1].__setitem__("image_id", 42))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["coco"], jobs=1)
+    assert (e.value.record, e.value.field) == ("annotations[1]", "image_id")
+
+
+def test_vg_region_of_unknown_image(data: Path, tmp_path: Path) -> None:
+    edit(data / "vg" / "region_descriptions.json", lambda d: d[1].__setitem__("id", 77))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert (e.value.record, e.value.field) == ("[1]", "id") and "77" in e.value.message
+
+
+def test_aokvqa_choice_index_out_of_range(data: Path, tmp_path: Path) -> None:
+    edit(data / "aokvqa" / "aokvqa_v1p0_train.json", lambda d: d[1].__setitem__("correct_choice_idx", 4))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["aokvqa"], jobs=1)
+    assert (e.value.record, e.value.field) == ("[1]", "correct_choice_idx")
+
+
+def test_failure_leaves_previous_outputs_and_no_partial_files(data: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    run_ingest(data, work, ["vg"], jobs=1)
+    before = ingest_table(work, "vg").read_bytes()
+    edit(
+        data / "vqav2" / "v2_mscoco_train2014_annotations.json", lambda d: d["annotations"][0].pop("answers")
+    )
+    with pytest.raises(InputError):
+        run_ingest(data, work, ["coco", "vqav2", "vg"], jobs=1)
+    # coco read fine but is not published because vqav2 failed in the same run
+    assert leftovers(work) == ["vg.images.parquet", "vg.parquet"]
+    assert ingest_table(work, "vg").read_bytes() == before
+
+
+def test_missing_half_of_a_pair_lists_file_and_url(data: Path) -> None:
+    (data / "okvqa" / "mscoco_val2014_annotations.json").unlink()
+    with pytest.raises(MissingFilesError) as e:
+        check_inputs(data, ["okvqa", "vg"])
+    assert e.value.missing == [
+        (
+            "okvqa/mscoco_val2014_annotations.json",
+            "https://okvqa.allenai.org/static/data/mscoco_val2014_annotations.json.zip",
+        )
+    ]
+
+
+def test_source_with_no_files_lists_all_and_reads_nothing(data: Path, tmp_path: Path) -> None:
+    shutil.rmtree(data / "vqav2")
+    shutil.rmtree(data / "vg")
+    with pytest.raises(MissingFilesError) as e:
+        run_ingest(data, tmp_path / "work", ["coco", "vqav2", "vg"], jobs=1)
+    paths = [p for p, _ in e.value.missing]
+    assert "vqav2/v2_OpenEnded_mscoco_train2014_questions.json" in paths
+    assert "vqav2/v2_mscoco_val2014_annotations.json" in paths
+    assert "vg/image_data.json" in paths and "vg/region_descriptions.json" in paths
+    assert "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/v2_Annotations_Val_mscoco.zip" in str(e.value)
+    assert leftovers(tmp_path / "work") == []
+
+
+def test_vg_needs_image_data(data: Path) -> None:
+    (data / "vg" / "image_data.json").unlink()
+    with pytest.raises(MissingFilesError) as e:
+        check_inputs(data, ["vg"])
+    assert [p for p, _ in e.value.missing] == ["vg/image_data.json"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (".annotations[12].image_id", ("annotations[12]", "image_id")),
+        (".annotations[3]", ("annotations[3]", None)),
+        ("[3].regions[0].phrase", ("[3].regions[0]", "phrase")),
+        (".data_subtype", (None, "data_subtype")),
+        ("", (None, None)),
+    ],
+)
+def test_msgspec_paths_become_record_and_field(path: str, expected: tuple) -> None:
+    assert split_path(path) == expected
+
+
+def test_cli_bad_input_exit_2_one_line(cli, data: Path, tmp_path: Path) -> None:
+    edit(
+        data / "vqav2" / "v2_mscoco_train2014_annotations.json", lambda d: d["annotations"][1].pop("image_id")
+    )
+    proc = cli("ingest", "--data-root", data, "--work", tmp_path / "work", "--sources", "vqav2", "--quiet")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "annotations[1]" in lines[0] and "image_id" in lines[0]
+    assert leftovers(tmp_path / "work") == []
+
+
+@pytest.mark.slow  # a fresh `python -m unimm` takes seconds to import every stage
+def test_cli_missing_files_exit_2(cli, tmp_path: Path) -> None:
+    (tmp_path / "data" / "aokvqa").mkdir(parents=True)
+    proc = cli("ingest", "--data-root", tmp_path / "data", "--work", tmp_path / "work", "--quiet")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and "aokvqa/aokvqa_v1p0_train.json" in lines[0] and "aokvqa_v1p0.tar.gz" in lines[0]
+    )
+
+
+@pytest.mark.slow
+def test_cli_no_source_folder_exit_2(cli, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    proc = cli("ingest", "--data-root", tmp_path / "data", "--work", tmp_path / "work")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_error_in_worker_process_comes_back_intact(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unimm.ingest import runner
+
+    monkeypatch.setattr(runner, "_PARALLEL_MIN_BYTES", 0)
+    edit(data / "vg" / "objects.json", lambda d: d[1]["objects"][0].pop("object_id"))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["coco", "vg"], jobs=2)
+    assert (e.value.file, e.value.record, e.value.field) == (
+        str(data / "vg" / "objects.json"),
+        "[1].objects[0]",
+        "object_id",
+    )
+    assert leftovers(tmp_path / "work") == []

@@ -1,0 +1,127 @@
+"""Ingest the real COCO-mini and Visual Genome excerpts exactly as distributed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from unimm.ingest import run_ingest
+from unimm.schema import Annotation, Answer, ImageRef
+from unimm.workdir import ingest_images, ingest_table
+
+VG_FILES = ("image_data", "region_descriptions", "question_answers", "objects")
+
+
+def data_root(realdata: Path, tmp_path: Path, *, coco2014_copy: bool = False) -> Path:
+    """Our data-root layout, made of symlinks to the real files."""
+    root = tmp_path / "data"
+    ann = root / "coco" / "annotations"
+    ann.mkdir(parents=True)
+    for f in sorted((realdata / "coco-mini" / "annotations").glob("*.json")):
+        (ann / f.name).symlink_to(f)
+    if coco2014_copy:
+        # the 2014 release carries the same caption ids as 2017: stand one in with the 2017 file
+        (ann / "captions_train2014.json").symlink_to(
+            realdata / "coco-mini" / "annotations" / "captions_train2017.json"
+        )
+    (root / "vg").mkdir()
+    for name in VG_FILES:
+        (root / "vg" / f"{name}.json").symlink_to(realdata / "visual_genome" / f"{name}.json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def work(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("real")
+    out = tmp / "work"
+    results = run_ingest(data_root(realdata, tmp), out, ["coco", "vg"], jobs=1)
+    assert {r.source: r.annotations for r in results} == {
+        "coco": {"caption": 795, "object": 1363},
+        "vg": {"qa": 721, "region": 1278, "object": 177},
+    }
+    return out
+
+
+def test_coco_counts(work: Path) -> None:
+    df = pl.read_parquet(ingest_table(work, "coco"))
+    train = df.filter(pl.col("split") == "train2017")
+    assert train.filter(pl.col("kind") == "caption").height == 400
+    assert train.filter(pl.col("kind") == "object").height == 739
+    assert df.filter(pl.col("kind") == "caption")["source_id"].n_unique() == 795
+    imgs = pl.read_parquet(ingest_images(work, "coco"))
+    assert imgs.height == 159 and imgs.filter(pl.col("split") == "train2017").height == 80
+
+
+def test_coco_real_captions_trimmed_case_kept(work: Path) -> None:
+    df = pl.read_parquet(ingest_table(work, "coco")).filter(pl.col("kind") == "caption")
+    text = dict(zip(df["source_id"], df["text"], strict=True))
+    assert text["628032"] == "an offica kitchen with white cabinets and some yellow walls"
+    assert text["189189"] == "A PERSON IS SKIING ON THE SLOPE"
+    assert text["446659"] == "LARGE BLACK AND WHITE PANDA BEAR WALKING AROUND IN AN ENCLOSURE"
+    row = df.filter(pl.col("source_id") == "576694").row(0, named=True)
+    assert (
+        row["image_key"] == "coco_000000535506"
+        and row["text"] == "A woman in a kitchen at the sink holding a knife."
+    )
+
+
+def test_coco_real_boxes_match_the_file(work: Path, realdata: Path) -> None:
+    doc = json.loads((realdata / "coco-mini" / "annotations" / "instances_train2017.json").read_text())
+    size = {i["id"]: (i["width"], i["height"]) for i in doc["images"]}
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    df = pl.read_parquet(ingest_table(work, "coco")).filter(pl.col("kind") == "object")
+    got = {r["source_id"]: r for r in df.iter_rows(named=True)}
+    for a in doc["annotations"][::50]:
+        w, h = size[a["image_id"]]
+        x, y, bw, bh = a["bbox"]
+        row = got[str(a["id"])]
+        assert row["text"] == names[a["category_id"]]
+        assert row["bbox"] == pytest.approx([x / w, y / h, bw / w, bh / h], abs=1e-5)
+
+
+def test_coco_image_refs(work: Path) -> None:
+    imgs = {r["file_name"]: r for r in pl.read_parquet(ingest_images(work, "coco")).iter_rows(named=True)}
+    r = imgs["coco/train2017/000000493652.jpg"]
+    assert (r["width"], r["height"], r["coco_id"], r["image_key"]) == (640, 399, 493652, "coco_000000493652")
+
+
+def test_vg_real_records(work: Path) -> None:
+    df = pl.read_parquet(ingest_table(work, "vg"))
+    rows = {(r["kind"], r["source_id"]): r for r in df.iter_rows(named=True)}
+    qa = Annotation.model_validate(rows[("qa", "986768")])
+    assert qa.text == "What color is the clock?" and qa.answer == "Green"
+    assert qa.answers == [Answer(text="Green", raw="Green.")] and qa.image_key == "vg_1"
+    assert rows[("qa", "986780")]["answer"] == "Parked on the street"
+    region = Annotation.model_validate(rows[("region", "1383")])
+    assert region.text == "shade is along the street"
+    assert region.bbox == pytest.approx([194 / 800, 372 / 600, 182 / 800, 109 / 600], abs=1e-6)
+    assert rows[("object", "1058498")]["text"] == "clock"
+    per_image = df.filter(pl.col("kind") == "region").group_by("image_key").len()
+    assert per_image.height == 5
+    imgs = pl.read_parquet(ingest_images(work, "vg"))
+    assert imgs["image_key"].to_list() == ["vg_1", "vg_2", "vg_3", "vg_4", "vg_5"]
+    assert imgs["file_name"].to_list()[:2] == ["vg/VG_100K_2/1.jpg", "vg/VG_100K/2.jpg"]
+
+
+def test_sample_rows_validate_against_the_models(work: Path) -> None:
+    for source in ("coco", "vg"):
+        df = pl.read_parquet(ingest_table(work, source))
+        for row in df.sample(n=min(200, df.height), seed=7).iter_rows(named=True):
+            Annotation.model_validate(row)
+        for row in pl.read_parquet(ingest_images(work, source)).iter_rows(named=True):
+            ImageRef.model_validate(row)
+
+
+def test_2014_and_2017_together_keep_each_caption_once(realdata: Path, tmp_path: Path) -> None:
+    root = data_root(realdata, tmp_path, coco2014_copy=True)
+    shutil.rmtree(root / "vg")
+    (result,) = run_ingest(root, tmp_path / "work", ["coco"], jobs=1)
+    df = pl.read_parquet(ingest_table(tmp_path / "work", "coco")).filter(pl.col("kind") == "caption")
+    assert df.height == df["source_id"].n_unique() == 795 == result.annotations["caption"]
+    imgs = pl.read_parquet(ingest_images(tmp_path / "work", "coco"))
+    assert imgs.filter(pl.col("split") == "train2014").height == 80  # one ref per release file
+    assert imgs["file_name"].n_unique() == imgs.height

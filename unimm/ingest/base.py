@@ -1,0 +1,150 @@
+"""What every ingester shares: the result types, the input check, and column builders.
+
+An ingester decodes its official files into typed Structs (see `jsonio`), pulls each needed
+field into one flat Python list per column (list comprehensions over the Structs, never one
+pydantic object per row), hands those lists to Arrow/polars, and finishes the work with polars
+expressions (trimming, keys, bbox normalisation, joins). Nested `answers` are built as one flat
+Arrow struct array plus offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+from unimm.sources import EXPECTED_FILES, ExpectedFile
+from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA, conform
+
+
+class IngestResult(BaseModel):
+    """What one source's ingest read and wrote."""
+
+    source: str
+    files: list[str] = Field(description="Input files read, relative to the data root.")
+    images: int = Field(description="Rows of the image-ref table.")
+    annotations: dict[str, int] = Field(
+        description="Annotation rows by kind (caption, qa, region, object, rationale)."
+    )
+    seconds: float
+    table: str = Field(description="Path of the annotation table.")
+    images_table: str = Field(description="Path of the image-ref table.")
+
+    @property
+    def total(self) -> int:
+        return sum(self.annotations.values())
+
+
+@dataclass
+class SourceTables:
+    """The two tables of one source, ready to be written."""
+
+    annotations: pl.DataFrame
+    images: pl.DataFrame
+    files: list[str] = field(default_factory=list)
+
+
+def expected(source: str) -> list[ExpectedFile]:
+    return [f for f in EXPECTED_FILES if f.source == source]
+
+
+class Ingester:
+    """One source family. Subclasses set `name` and implement `missing` and `read`."""
+
+    name: ClassVar[str]
+
+    def missing(self, data_root: Path) -> list[tuple[str, str]]:
+        """Files (path, archive URL) that must be added before this source can be read; [] if ready."""
+        raise NotImplementedError
+
+    def read(self, data_root: Path) -> SourceTables:
+        """Decode the source's files under `data_root` into conformed annotation and image tables."""
+        raise NotImplementedError
+
+    # helpers shared by the subclasses
+    def _exists(self, data_root: Path, f: ExpectedFile) -> bool:
+        return (Path(data_root) / f.path).is_file()
+
+    def _present(self, data_root: Path, role: str | None = None) -> list[ExpectedFile]:
+        return [
+            f for f in expected(self.name) if (role is None or f.role == role) and self._exists(data_root, f)
+        ]
+
+    def _missing_pairs(self, data_root: Path) -> list[tuple[str, str]]:
+        """For question/annotation pair sources: none present -> all; a half pair -> the other half."""
+        files = expected(self.name)
+        present = [f for f in files if self._exists(data_root, f)]
+        if not present:
+            return [(f.path, f.archive_url) for f in files]
+        splits = {f.split for f in present}
+        return [(f.path, f.archive_url) for f in files if f.split in splits and f not in present]
+
+
+# --------------------------------------------------------------------------------------------
+# column builders
+# --------------------------------------------------------------------------------------------
+def utf8(values: list) -> pa.Array:
+    return pa.array(values, type=pa.large_string())
+
+
+def answers_column(texts: list, raws: list | None, confidences: list | None, lengths: list[int]) -> pl.Series:
+    """Flat answer fields + per-row counts -> a List(Struct(text, raw, confidence)) column."""
+    n = len(texts)
+    none = pa.nulls(n, pa.large_string())
+    structs = pa.StructArray.from_arrays(
+        [
+            utf8(texts),
+            utf8(raws) if raws is not None else none,
+            utf8(confidences) if confidences is not None else none,
+        ],
+        names=["text", "raw", "confidence"],
+    )
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(lengths, dtype=np.int64), out=offsets[1:])
+    arr = pa.LargeListArray.from_arrays(pa.array(offsets), structs)
+    return pl.Series("answers", arr).cast(ANNOTATION_SCHEMA["answers"])
+
+
+def bbox_expr(x: str, y: str, w: str, h: str, width: str, height: str) -> pl.Expr:
+    """[x, y, w, h] in pixels -> normalised by the image size and clipped to the image; null if size unknown."""
+    W = pl.col(width).cast(pl.Float64)
+    H = pl.col(height).cast(pl.Float64)
+    x1 = (pl.col(x) / W).clip(0.0, 1.0)
+    y1 = (pl.col(y) / H).clip(0.0, 1.0)
+    x2 = ((pl.col(x) + pl.col(w)) / W).clip(0.0, 1.0)
+    y2 = ((pl.col(y) + pl.col(h)) / H).clip(0.0, 1.0)
+    # concat_arr (fixed width) then to_list: ~40x faster than concat_list on millions of rows
+    box = pl.concat_arr(
+        [c.cast(pl.Float32) for c in (x1, y1, (x2 - x1).clip(0.0, 1.0), (y2 - y1).clip(0.0, 1.0))]
+    ).arr.to_list()
+    known = W.is_not_null() & H.is_not_null() & (W > 0) & (H > 0)
+    return pl.when(known).then(box).otherwise(pl.lit(None, dtype=pl.List(pl.Float32)))
+
+
+def strip_expr(col: str) -> pl.Expr:
+    """Trim surrounding whitespace (including newlines) and keep capitalisation."""
+    return pl.col(col).str.strip_chars()
+
+
+def annotations_frame(df: pl.DataFrame) -> pl.DataFrame:
+    """Conform to ANNOTATION_SCHEMA; a row without a box gets a null bbox (conform would give [])."""
+    if "bbox" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=ANNOTATION_SCHEMA["bbox"]).alias("bbox"))
+    return conform(df, ANNOTATION_SCHEMA)
+
+
+def images_frame(df: pl.DataFrame) -> pl.DataFrame:
+    return conform(df, IMAGE_REF_SCHEMA)
+
+
+def kind_counts(df: pl.DataFrame) -> dict[str, int]:
+    """Rows per kind, in the canonical kind order."""
+    from unimm.schema import KINDS
+
+    counts = dict(df.group_by("kind").len().iter_rows()) if df.height else {}
+    return {k: int(counts[k]) for k in KINDS if k in counts}

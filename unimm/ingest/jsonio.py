@@ -1,0 +1,81 @@
+"""Typed JSON decoding for the ingesters, and msgspec errors turned into `InputError`s.
+
+Every source file is decoded with `msgspec` into Structs that declare only the fields we need
+(unknown keys such as `info`, `licenses`, `segmentation`, `synsets` are skipped by the decoder
+without being materialised). Structs are declared `gc=False`: they hold no cycles, and keeping
+millions of them out of the cyclic GC is what makes decoding the 5.4M VG regions affordable.
+
+Memory: the raw bytes are released as soon as the decode returns, so a file's peak is roughly
+its decoded Structs (~3x the file size for VG regions) plus the columns built from them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from unimm.errors import InputError
+
+T = TypeVar("T")
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
+_BYTE = re.compile(r"\(byte (?P<pos>\d+)\)")
+_decoders: dict[object, msgspec.json.Decoder] = {}
+
+
+def _decoder(typ: type[T]) -> msgspec.json.Decoder:
+    dec = _decoders.get(typ)
+    if dec is None:
+        dec = _decoders[typ] = msgspec.json.Decoder(typ)
+    return dec
+
+
+def split_path(path: str) -> tuple[str | None, str | None]:
+    """`.annotations[12].image_id` -> ("annotations[12]", "image_id"); `[3]` -> ("[3]", None)."""
+    path = path.lstrip(".")
+    if not path:
+        return None, None
+    m = re.match(r"^(?P<rec>.*)\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)$", path)
+    if m and m.group("rec"):
+        return m.group("rec"), m.group("field")
+    if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", path):  # a top-level key of the document
+        return None, path
+    return path, None
+
+
+def _line_col(data: bytes, pos: int) -> str:
+    line = data.count(b"\n", 0, pos) + 1
+    col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+    return f"line {line}, column {col}"
+
+
+def decode_file(path: Path, typ: type[T], display: str | None = None) -> T:
+    """Decode one JSON file into `typ`; any problem becomes one InputError naming file, record, field."""
+    name = display or str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(name, f"cannot read: {e.strerror or e}") from e
+    try:
+        return _decoder(typ).decode(data)
+    except msgspec.ValidationError as e:
+        m = _AT.match(str(e))
+        assert m is not None  # the pattern matches any string
+        msg, raw_path = m.group("msg"), m.group("path") or ""
+        record, field = split_path(raw_path)
+        missing = _MISSING.search(msg)
+        if missing:
+            if record is None and field is not None:  # missing key inside a top-level object
+                record = field
+            field = missing.group("field")
+        raise InputError(name, msg, record=record, field=field) from None
+    except msgspec.DecodeError as e:
+        msg = str(e)
+        pos = _BYTE.search(msg)
+        if pos:
+            msg = f"{msg} ({_line_col(data, int(pos.group('pos')))})"
+        raise InputError(name, f"invalid JSON: {msg}") from None
