@@ -26,9 +26,13 @@ class ModelConfig(_Strict):
 
     vision: str = TINY
     llm: str = TINY
-    tokenizer: str | None = Field(None, description="Local HF tokenizer folder; default: the SmolLM2 GGUF vocab.")
+    tokenizer: str | None = Field(
+        None, description="Local HF tokenizer folder; default: the SmolLM2 GGUF vocab."
+    )
     adapter: Adapter = "mlp"
-    num_queries: int = Field(16, ge=1, description="Query adapter: number of trainable queries = visual tokens.")
+    num_queries: int = Field(
+        16, ge=1, description="Query adapter: number of trainable queries = visual tokens."
+    )
     adapter_layers: int = Field(1, ge=1, description="Query adapter: cross-attention blocks.")
     # tiny vision encoder (ignored for HF vision models, whose config.json decides)
     image_size: int = Field(64, ge=8)
@@ -36,12 +40,16 @@ class ModelConfig(_Strict):
     vision_dim: int = Field(64, ge=8)
     vision_layers: int = Field(2, ge=1)
     vision_heads: int = Field(4, ge=1)
-    vision_feature_layer: int = Field(-1, description="HF vision: which hidden_states entry feeds the adapter.")
+    vision_feature_layer: int = Field(
+        -1, description="HF vision: which hidden_states entry feeds the adapter."
+    )
     # tiny decoder (ignored for HF LLMs)
     llm_dim: int = Field(128, ge=8)
     llm_layers: int = Field(2, ge=1)
     llm_heads: int = Field(4, ge=1)
-    max_len: int = Field(256, ge=8, description="Tokens per sample after rendering; longer dialogues are cut.")
+    max_len: int = Field(
+        256, ge=8, description="Tokens per sample after rendering; longer dialogues are cut."
+    )
     system_prompt: str | None = None
     # derived (filled by `derive`; never set by hand)
     num_patches: int = 0
@@ -56,7 +64,9 @@ class ModelConfig(_Strict):
         d = self.model_dump()
         if self.vision == TINY:
             if self.image_size % self.patch_size:
-                raise ConfigError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+                raise ConfigError(
+                    f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+                )
             if self.vision_dim % self.vision_heads:
                 raise ConfigError("vision_dim must be a multiple of vision_heads")
             d.update(vision_hidden=self.vision_dim, vision_has_cls=False)
@@ -117,6 +127,11 @@ class TrainConfig(_Strict):
     log_every: int = Field(1, ge=1)
     init_from: str | None = None
     resume: bool = False
+    stop_after: int | None = Field(
+        None,
+        ge=1,
+        description="End this invocation after this step (checkpointed) but keep the --steps schedule.",
+    )
     freeze_vision: bool = True
     freeze_llm: bool = False
     pretrain_prompt: str | None = None

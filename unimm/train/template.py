@@ -29,8 +29,15 @@ class Encoded:
 class ChatTemplate:
     """Renders dialogues with one tokenizer and a fixed number of visual tokens per image."""
 
-    def __init__(self, tok: Tokenizer, num_visual_tokens: int, max_len: int, system_prompt: str | None = None):
-        self.tok, self.n_visual, self.max_len, self.system_prompt = tok, num_visual_tokens, max_len, system_prompt
+    def __init__(
+        self, tok: Tokenizer, num_visual_tokens: int, max_len: int, system_prompt: str | None = None
+    ):
+        self.tok, self.n_visual, self.max_len, self.system_prompt = (
+            tok,
+            num_visual_tokens,
+            max_len,
+            system_prompt,
+        )
         start, end = tok.special(IM_START), tok.special(IM_END)
         if start is not None and end is not None:
             self._open: list[int] = [start]
@@ -43,11 +50,22 @@ class ChatTemplate:
                 raise ConfigError(f"{tok.name}: neither ChatML specials nor an EOS token to end a turn")
             self._open, self.eot, self._header, self._after = [], int(eos), "{Role}: ", tok.encode("\n")
         # the longest prefix before the image: system turn + user header; the image must fit after it
-        head = len(self._system_ids()) + len(self._open) + len(tok.encode(self._header.format(role="user", Role="User")))
+        head = (
+            len(self._system_ids())
+            + len(self._open)
+            + len(tok.encode(self._header.format(role="user", Role="User")))
+        )
         if head + num_visual_tokens + 1 > max_len:
             raise ConfigError(
                 f"max_len {max_len} leaves no room for {num_visual_tokens} image tokens after a {head}-token prefix"
             )
+
+    def _role_header(self, role: str) -> list[int]:
+        # two distinct headers, rendered millions of times: tokenise each once
+        cache = self.__dict__.setdefault("_headers", {})
+        if role not in cache:
+            cache[role] = self._open + self.tok.encode(self._header.format(role=role, Role=role.capitalize()))
+        return cache[role]
 
     def _system_ids(self) -> list[int]:
         if not self.system_prompt:
@@ -63,7 +81,7 @@ class ChatTemplate:
         labels: list[int] = [IGNORE] * len(ids)
         image_start = -1
         for turn in turns:
-            header = self._open + self.tok.encode(self._header.format(role=turn.role, Role=turn.role.capitalize()))
+            header = self._role_header(turn.role)
             ids += header
             labels += [IGNORE] * len(header)
             if turn.role == "user":
@@ -85,8 +103,10 @@ class ChatTemplate:
             labels += [IGNORE] * len(self._after)
         if image_start + self.n_visual > self.max_len:
             raise InputError(
-                source, f"text before the image needs {image_start} tokens; max_len {self.max_len} would cut the image",
-                record=key, field="turns[0].content",
+                source,
+                f"text before the image needs {image_start} tokens; max_len {self.max_len} would cut the image",
+                record=key,
+                field="turns[0].content",
             )
         return Encoded(ids[: self.max_len], labels[: self.max_len], image_start)
 
@@ -97,8 +117,10 @@ def _check_placeholder(turns: list[Turn], source: str, key: str | None) -> None:
     if sum(counts) != 1 or first_user is None or counts[first_user] != 1:
         where = first_user if first_user is not None else 0
         raise InputError(
-            source, f"expected exactly one {IMAGE_PLACEHOLDER} placeholder, in the first user turn (found {sum(counts)})",
-            record=key, field=f"turns[{where}].content",
+            source,
+            f"expected exactly one {IMAGE_PLACEHOLDER} placeholder, in the first user turn (found {sum(counts)})",
+            record=key,
+            field=f"turns[{where}].content",
         )
     if not any(t.role == "assistant" for t in turns):
         raise InputError(source, "no assistant turn to supervise", record=key, field="turns")
