@@ -238,7 +238,7 @@ class Reject(Record):
 
     id: str
     image_key: str
-    stage: Literal["filter", "dedup", "decontaminate"]
+    stage: Literal["filter", "dedup", "decontaminate", "shards"]
     reasons: list[str] = Field(min_length=1)
     chat: Chat
 

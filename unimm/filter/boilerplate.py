@@ -37,7 +37,7 @@ def echoes_prompt(text: str, grams: frozenset[tuple[str, ...]], n: int) -> bool:
 def boilerplate_reasons(chat: Chat, cfg: FilterConfig) -> list[str]:
     """Reason codes `refusal`, `annotation_leak`, `markup_leak`, `prompt_echo` that apply."""
     checks = [
-        ("refusal", _compile(tuple(cfg.refusal_patterns)), ("assistant",)),
+        ("refusal", _compile(tuple(cfg.refusal_patterns)), ("user", "assistant")),
         ("annotation_leak", _compile(tuple(cfg.leak_patterns)), ("user", "assistant")),
         ("markup_leak", _compile(tuple(cfg.markup_patterns)), ("user", "assistant")),
     ]

@@ -57,16 +57,26 @@ class FilterConfig(BaseModel):
     )
     echo_ngram: int = Field(6, ge=3)
     question_match: float = Field(
-        85.0, ge=0, le=100, description="rapidfuzz token_sort_ratio above which a generated question restates an annotated one."
+        85.0,
+        ge=0,
+        le=100,
+        description="rapidfuzz token_sort_ratio above which a generated question restates an annotated one.",
     )
     answer_match: float = Field(
-        90.0, ge=0, le=100, description="rapidfuzz ratio at which a normalised answer equals an annotated one."
+        90.0,
+        ge=0,
+        le=100,
+        description="rapidfuzz ratio at which a normalised answer equals an annotated one.",
     )
     check_open_answers: bool = Field(
-        True, description="Count open (non yes/no, non count) answers as checkable: they must contain an annotated answer."
+        True,
+        description="Count open (non yes/no, non count) answers as checkable: they must contain an annotated answer.",
     )
     min_grounding: float = Field(
-        0.5, ge=0, le=1, description="Reject a dialogue whose grounding score is below this (None never rejects)."
+        0.5,
+        ge=0,
+        le=1,
+        description="Reject a dialogue whose grounding score is below this (None never rejects).",
     )
     reject_hard_contradictions: bool = Field(
         True, description="Reject on any yes/no or count contradiction, whatever the score."

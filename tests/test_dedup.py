@@ -1,0 +1,141 @@
+"""Dedup: repeated turns, exact duplicate dialogues, MinHash near duplicates, determinism."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from tests.test_filter import make_chat
+from unimm.dedup import DedupConfig, dedup_chats, near_duplicate_roots, signatures
+from unimm.dedup.minhash import candidate_pairs, connected_roots
+
+VOCAB = [f"w{i}" for i in range(3000)]
+
+
+def random_pairs(rng: random.Random, n: int = 4, words: int = 12) -> list[tuple[str, str]]:
+    return [
+        (" ".join(rng.choices(VOCAB, k=words)) + "?", " ".join(rng.choices(VOCAB, k=words * 2)) + ".")
+        for _ in range(n)
+    ]
+
+
+def paraphrase(pairs: list[tuple[str, str]], rng: random.Random, changes: int = 1) -> list[tuple[str, str]]:
+    """Same dialogue with a few words replaced (a near duplicate)."""
+    out = []
+    for q, a in pairs:
+        w = a.split()
+        for _ in range(changes):
+            w[rng.randrange(len(w))] = "changed"
+        out.append((q, " ".join(w)))
+    return out
+
+
+def test_repeated_turn_pairs_dropped():
+    chat = make_chat(
+        "coco_1",
+        [
+            ("What is the dog doing?", "Running."),
+            ("What is the dog doing?", "Running fast."),
+            ("What is the dog doing ?!", "Sitting."),
+            ("Where is the dog?", "On grass."),
+        ],
+    )
+    res = dedup_chats([chat], DedupConfig())
+    assert [t.content for t in res.kept[0].turns] == [
+        "What is the dog doing?",
+        "Running.",
+        "Where is the dog?",
+        "On grass.",
+    ]
+    assert res.counts["turn_pairs_dropped_duplicate"] == 2
+
+
+def test_near_duplicate_turn_dropped_and_too_few_turns_rejected():
+    chat = make_chat(
+        "coco_1",
+        [("What colour is the bus parked here?", "Red."), ("What color is the bus parked here?", "Red.")],
+    )
+    res = dedup_chats([chat], DedupConfig(min_turns=4))
+    assert res.counts["turn_pairs_dropped_near_duplicate"] == 1
+    assert res.rejects[0].reasons == ["too_few_turns_after_dedup"]
+    assert not res.kept
+
+
+def test_exact_duplicate_dialogues_keep_smallest_id():
+    pairs = [("What is in the image?", "A cat on a sofa."), ("What colour is the cat?", "Black.")]
+    shouted = [(q.upper(), a.upper() + "!") for q, a in pairs]  # same after normalisation
+    chats = [make_chat("coco_3", pairs), make_chat("coco_1", shouted), make_chat("coco_2", pairs)]
+    res = dedup_chats(chats, DedupConfig(minhash=False))
+    assert [c.id for c in res.kept] == ["coco_1"]
+    assert sorted(r.reasons[0] for r in res.rejects) == ["exact_duplicate:coco_1", "exact_duplicate:coco_1"]
+
+
+@pytest.mark.parametrize("method", ["oph", "kperm"])
+def test_near_duplicate_dialogues_found_distinct_kept(method):
+    rng = random.Random(7)
+    originals = [random_pairs(rng) for _ in range(200)]
+    chats = [make_chat(f"coco_{i:04d}", p) for i, p in enumerate(originals)]
+    planted = {f"coco_{1000 + i}": f"coco_{i:04d}" for i in range(0, 200, 10)}
+    chats += [make_chat(k, paraphrase(originals[int(v[5:])], rng)) for k, v in planted.items()]
+    res = dedup_chats(chats, DedupConfig(method=method))
+    found = {r.id: r.reasons[0].split(":", 1)[1] for r in res.rejects}
+    assert found == planted
+    assert len(res.kept) == 200
+    assert res.counts["near_duplicate"] == 20
+
+
+def test_dedup_deterministic_and_order_independent():
+    rng = random.Random(3)
+    base = [random_pairs(rng) for _ in range(50)]
+    chats = [make_chat(f"coco_{i}", p) for i, p in enumerate(base)]
+    chats += [make_chat(f"coco_{100 + i}", paraphrase(base[i], rng)) for i in range(10)]
+    chats.append(make_chat("coco_200", base[0]))
+    a = dedup_chats(chats, DedupConfig())
+    shuffled = chats[:]
+    random.Random(1).shuffle(shuffled)
+    b = dedup_chats(shuffled, DedupConfig())
+    assert [c.id for c in a.kept] == [c.id for c in b.kept]
+    assert [(r.id, r.reasons) for r in a.rejects] == [(r.id, r.reasons) for r in b.rejects]
+    assert a.counts == b.counts
+    assert len(a.kept) + len(a.rejects) == len(chats)
+
+
+@pytest.mark.parametrize("method", ["oph", "kperm"])
+def test_signatures_match_exact_jaccard_roughly(method):
+    rng = random.Random(0)
+    a = rng.choices(VOCAB, k=300)
+    b = a[:200] + rng.choices(VOCAB, k=100)
+    sig, has = signatures([" ".join(a), " ".join(b), "", "two words"], num_perm=256, shingle=2, method=method)
+    sa = {tuple(a[i : i + 2]) for i in range(len(a) - 1)}
+    sb = {tuple(b[i : i + 2]) for i in range(len(b) - 1)}
+    exact = len(sa & sb) / len(sa | sb)
+    assert abs((sig[0] == sig[1]).mean() - exact) < 0.1
+    assert has.tolist() == [True, True, False, True]
+
+
+def test_chunking_does_not_change_signatures():
+    rng = random.Random(5)
+    texts = [" ".join(rng.choices(VOCAB, k=rng.randint(1, 60))) for _ in range(300)]
+    s1, _ = signatures(texts, chunk_elements=1 << 12, method="kperm")
+    s2, _ = signatures(texts, chunk_elements=1 << 24, method="kperm")
+    assert np.array_equal(s1, s2)
+
+
+def test_union_find_roots_are_smallest_index():
+    roots = connected_roots(6, np.array([[4, 5], [2, 5], [1, 3]]))
+    assert roots.tolist() == [0, 1, 2, 1, 2, 2]
+
+
+def test_candidate_pairs_window_bounds_buckets():
+    sig = np.zeros((10, 8), dtype=np.uint32)  # ten identical signatures: one bucket per band
+    assert len(candidate_pairs(sig, 2, window=64)) == 45
+    assert len(candidate_pairs(sig, 2, window=1)) == 9
+    roots, _, _ = near_duplicate_roots(["same words here and there"] * 10, num_perm=8, bands=2, window=1)
+    assert roots.tolist() == [0] * 10
+
+
+def test_bands_must_divide_permutations():
+    with pytest.raises(ValueError):
+        DedupConfig(num_perm=100, bands=32)

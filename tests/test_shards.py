@@ -1,0 +1,231 @@
+"""Shards: webdataset + datasets read them back, byte-identical rewrites, bounds, atomicity, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.test_filter import make_chat
+from unimm.errors import UnimmError
+from unimm.schema import Chat
+from unimm.shards import (
+    MANIFEST_NAME,
+    ShardConfig,
+    read_manifest,
+    verify_shards,
+    write_shards,
+    write_shards_result,
+)
+
+PAIRS = [
+    ("What is shown here?", "A street scene with cars."),
+    ("What time of day is it?", "It looks like midday."),
+]
+
+
+@pytest.fixture(scope="module")
+def images(realdata) -> list[str]:
+    files = sorted((realdata / "coco-mini" / "train2017").glob("*.jpg"))[:12]
+    assert len(files) == 12
+    return [str(p.relative_to(realdata)) for p in files]
+
+
+def corpus(images: list[str]) -> list[Chat]:
+    chats = []
+    for rel in images:
+        cid = f"coco_{int(Path(rel).stem):012d}"
+        chats.append(make_chat(cid, PAIRS, image_file=rel, sources=("coco", "vqav2")))
+    return chats[::-1]  # unsorted input: the writer orders by id
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_write_read_back_with_webdataset(tmp_path, realdata, images):
+    import webdataset as wds
+
+    chats = corpus(images)
+    man = write_shards(
+        chats,
+        tmp_path,
+        ShardConfig(prefix="t", maxcount=5),
+        realdata,
+        {
+            "build_config": {"llm": {"api_key": "sk-secret", "model": "m"}},
+            "rejects_by_reason": {"refusal": 3},
+        },
+    )
+    assert [s.name for s in man.shards] == ["t-000000.tar", "t-000001.tar", "t-000002.tar"]
+    assert [s.samples for s in man.shards] == [5, 5, 2]
+    assert man.extensions == ["jpg", "json"]
+    assert man.counts_by_source == {"coco": 12, "vqav2": 12}
+    assert man.rejects_by_reason == {"refusal": 3}
+    assert man.build_config == {"llm": {"api_key": "***", "model": "m"}}
+    assert "sk-secret" not in (tmp_path / MANIFEST_NAME).read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        MANIFEST_NAME,
+        "t-000000.tar",
+        "t-000001.tar",
+        "t-000002.tar",
+    ]
+
+    urls = [str(tmp_path / s.name) for s in man.shards]
+    samples = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+    by_id = {c.id: c for c in chats}
+    assert [s["__key__"] for s in samples] == sorted(by_id)
+    for s in samples:
+        chat = Chat.model_validate_json(s["json"])
+        src = by_id[s["__key__"]]
+        assert s["jpg"] == (realdata / src.image_file).read_bytes()  # original bytes, not re-encoded
+        assert chat.turns[0].content == "<image>\n" + src.turns[0].content
+        assert chat.turns[1:] == src.turns[1:]
+        assert sum(t.content.count("<image>") for t in chat.turns) == 1
+    assert verify_shards(tmp_path).samples == 12
+
+
+@pytest.mark.slow
+def test_read_back_with_hf_datasets(tmp_path, realdata, images, monkeypatch):
+    # everything offline and inside tmp_path: nothing may touch the network or ~/.cache
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+
+    out = tmp_path / "shards"
+    man = write_shards(corpus(images), out, ShardConfig(maxcount=4), realdata)
+    ds = datasets.load_dataset(
+        "webdataset",
+        data_files={"train": [str(out / s.name) for s in man.shards]},
+        split="train",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert len(ds) == 12
+    assert set(ds.column_names) == {"__key__", "__url__", "jpg", "json"}
+    row = ds[0]
+    assert row["__key__"] == sorted(c.id for c in corpus(images))[0]
+    assert row["json"]["turns"][0]["content"].startswith("<image>\n")
+    assert row["jpg"].size == Image.open(realdata / images[0]).size
+
+
+def test_byte_identical_rewrite(tmp_path, realdata, images):
+    a, b = tmp_path / "a", tmp_path / "b"
+    ma = write_shards(corpus(images), a, ShardConfig(maxcount=5), realdata)
+    mb = write_shards(list(reversed(corpus(images))), b, ShardConfig(maxcount=5), realdata)
+    assert [sha(a / s.name) for s in ma.shards] == [sha(b / s.name) for s in mb.shards]
+    assert (a / MANIFEST_NAME).read_bytes() == (b / MANIFEST_NAME).read_bytes()
+    with tarfile.open(a / ma.shards[0].name) as tf:
+        m = tf.getmembers()[0]
+        assert (m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) == (0, 0, 0, "unimm", "unimm", 0o444)
+
+
+def test_size_and_count_bounds_and_no_temp_files(tmp_path, realdata, images):
+    biggest = max((realdata / f).stat().st_size for f in images)
+    maxsize = 3 * biggest
+    man = write_shards(corpus(images), tmp_path, ShardConfig(maxcount=4, maxsize=maxsize), realdata)
+    assert sum(s.samples for s in man.shards) == 12
+    for s in man.shards:
+        p = tmp_path / s.name
+        assert p.stat().st_size == s.bytes <= maxsize
+        assert s.samples <= 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
+    # a rewrite with fewer shards leaves no stale shard behind
+    man2 = write_shards(corpus(images)[:3], tmp_path, ShardConfig(maxcount=4, maxsize=maxsize), realdata)
+    assert sorted(p.name for p in tmp_path.glob("*.tar")) == [s.name for s in man2.shards]
+    verify_shards(tmp_path)
+
+
+def test_missing_image_rejected_not_dropped(tmp_path, realdata, images):
+    chats = corpus(images)
+    chats.append(make_chat("coco_999999999999", PAIRS, image_file="coco-mini/train2017/nope.jpg"))
+    chats.append(make_chat("coco_999999999998", PAIRS, image_file=None))
+    res = write_shards_result(chats, tmp_path, ShardConfig(), realdata)
+    assert res.manifest.total_samples == 12
+    assert sorted((r.id, r.reasons[0].split(":")[0], r.stage) for r in res.rejects) == [
+        ("coco_999999999998", "image_missing", "shards"),
+        ("coco_999999999999", "image_missing", "shards"),
+    ]
+    assert res.manifest.rejects_by_reason == {"image_missing": 2}
+    assert {r.id for r in res.manifest.shard_rejects} == {"coco_999999999998", "coco_999999999999"}
+
+
+def test_without_image_root_json_only(tmp_path, images):
+    man = write_shards(corpus(images), tmp_path, ShardConfig())
+    assert man.extensions == ["json"]
+    with tarfile.open(tmp_path / man.shards[0].name) as tf:
+        assert all(n.endswith(".json") for n in tf.getnames())
+    verify_shards(tmp_path)
+
+
+def test_verify_detects_corruption_and_manifest_mismatch(tmp_path, realdata, images, cli):
+    man = write_shards(corpus(images), tmp_path, ShardConfig(maxcount=6), realdata)
+    assert cli("verify", tmp_path).returncode == 0
+
+    shard = tmp_path / man.shards[1].name
+    data = bytearray(shard.read_bytes())
+    data[3000] ^= 0xFF  # inside the first image's bytes
+    shard.write_bytes(bytes(data))
+    with pytest.raises(UnimmError, match=f"{man.shards[1].name}: sha256 differs"):
+        verify_shards(tmp_path)
+    r = cli("verify", tmp_path)
+    assert r.returncode == 2 and "sha256 differs" in r.stderr
+
+    write_shards(corpus(images), tmp_path, ShardConfig(maxcount=6), realdata)
+    doc = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    doc["shards"][0]["samples"] = 7
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(doc))
+    with pytest.raises(UnimmError, match="6 samples, manifest says 7"):
+        verify_shards(tmp_path)
+
+    (tmp_path / man.shards[0].name).unlink()
+    with pytest.raises(UnimmError, match="missing"):
+        verify_shards(tmp_path)
+
+
+def test_verify_checks_sample_contract(tmp_path):
+    """A hand-made shard whose json breaks the contract and whose jpg does not decode."""
+    bad_chat = make_chat("coco_1", PAIRS).model_dump_json().encode()  # no <image> placeholder
+    shard = tmp_path / "x-000000.tar"
+    with tarfile.open(shard, "w") as tf:
+        for name, payload in [("coco_1.json", bad_chat), ("coco_1.jpg", b"not a jpeg")]:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(payload)
+            tf.addfile(ti, io.BytesIO(payload))
+    man = {
+        "tool_version": "0",
+        "prefix": "x",
+        "extensions": ["jpg", "json"],
+        "shards": [{"name": shard.name, "samples": 1, "bytes": shard.stat().st_size, "sha256": sha(shard)}],
+        "total_samples": 1,
+        "total_bytes": shard.stat().st_size,
+        "prompt_fingerprints": [],
+        "counts_by_source": {},
+        "rejects_by_reason": {},
+        "shard_config": {},
+    }
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(man))
+    read_manifest(tmp_path)
+    with pytest.raises(UnimmError) as e:
+        verify_shards(tmp_path)
+    assert "placeholder" in str(e.value) and "does not decode" in str(e.value)
+
+
+def test_cli_shards_verify_export(tmp_path, realdata, images, cli):
+    from unimm.tables import chats_to_frame
+    from unimm.workdir import write_parquet_atomic
+
+    work = tmp_path / "work"
+    write_parquet_atomic(chats_to_frame(corpus(images)), work / "filter" / "kept.parquet")
+    out = tmp_path / "shards"
+    r = cli("shards", "--work", work, "--out", out, "--image-root", realdata, "--maxcount", "5")
+    assert r.returncode == 0, r.stderr
+    assert "12 samples in 3 shards" in r.stdout
+    assert cli("verify", out).returncode == 0
+    r = cli("verify", tmp_path / "nowhere")
+    assert r.returncode == 2 and "manifest not found" in r.stderr

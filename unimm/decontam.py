@@ -1,0 +1,262 @@
+"""Decontamination against evaluation sets.
+
+A dialogue is dropped when its image is an evaluation image, or when one of its user questions
+overlaps an evaluation question: it shares a word n-gram (default 8) of normalised text with one,
+or, for an evaluation question shorter than n words, equals it after normalisation (VQA questions
+are mostly 5-8 words, so an n-gram test alone would miss nearly all of them).
+
+Evaluation files are read as officially distributed; the kind is detected from the content:
+- image list: plain text, one COCO id (`391895`), image key (`coco_000000391895`, `vg_12`) or
+  COCO file name (`COCO_val2014_000000391895.jpg`) per line; `#` comments and blank lines skipped;
+- `vqa`: VQAv2 / OK-VQA question files `{"questions": [{"image_id", "question", "question_id"}]}`;
+- `aokvqa`: A-OKVQA `[{"image_id", "question", ...}]`;
+- `karpathy`: `dataset_coco.json` `{"images": [{"split", "cocoid", ...}]}`; only split == "test".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from unimm.errors import InputError
+from unimm.filter.normalize import words
+from unimm.filter.reasons import count_reasons
+from unimm.keys import coco_key
+from unimm.schema import KEY_PATTERN, Chat, MergedImage, Reject
+
+EvalKind = Literal["auto", "image_list", "vqa", "aokvqa", "karpathy"]
+
+
+class EvalFile(BaseModel):
+    """One evaluation file; `name` (default: the file name) labels reasons and the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    kind: EvalKind = "auto"
+    name: str | None = None
+    drop_images: bool = True
+    drop_questions: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.name
+
+
+class DecontamConfig(BaseModel):
+    """Evaluation files and the n-gram size of question overlap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eval_files: list[EvalFile] = Field(default_factory=list)
+    ngram: int = Field(8, ge=1, description="Word n-gram size of question overlap (normalised text).")
+
+    def files(self) -> list[Path]:
+        """Paths of every evaluation file (for fingerprints / existence checks)."""
+        return [ef.path for ef in self.eval_files]
+
+
+class EvalSet(NamedTuple):
+    kind: str
+    image_keys: set[str]
+    questions: list[str]
+
+
+class EvalFileReport(BaseModel):
+    name: str
+    path: str
+    kind: str
+    images: int = Field(description="Distinct evaluation images in the file.")
+    questions: int = Field(description="Evaluation questions in the file.")
+    dropped_image: int = Field(0, description="Dialogues dropped because their image is in this file.")
+    dropped_question: int = Field(
+        0, description="Dialogues dropped because a question overlaps this file's questions."
+    )
+
+
+class DecontamReport(BaseModel):
+    """What decontamination dropped: per evaluation file and per reason code."""
+
+    input: int
+    kept: int
+    rejected: int
+    files: list[EvalFileReport]
+    by_reason: dict[str, int]
+
+
+class DecontamResult(NamedTuple):
+    kept: list[Chat]
+    rejects: list[Reject]
+    report: DecontamReport
+
+
+_COCO_FILE = re.compile(r"(\d+)\.(?:jpg|jpeg|png)$", re.I)
+
+
+def _image_key_of(line: str, file: Path, lineno: int) -> str:
+    if line.isdigit():
+        return coco_key(int(line))
+    if KEY_PATTERN.match(line):
+        return line
+    m = _COCO_FILE.search(line)
+    if m:
+        return coco_key(int(m.group(1)))
+    raise InputError(file, f"not a COCO id, image key or COCO file name: {line!r}", record=lineno)
+
+
+def _int_id(value: object, file: Path, record: int, field: str) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(
+            file, f"expected an integer image id, got {value!r}", record=record, field=field
+        ) from None
+
+
+def _questions(items: list, file: Path, id_field: str) -> EvalSet:
+    keys, qs = set(), []
+    for i, q in enumerate(items):
+        if not isinstance(q, dict):
+            raise InputError(file, "expected an object", record=i)
+        if id_field not in q:
+            raise InputError(file, "missing field", record=i, field=id_field)
+        if not isinstance(q.get("question"), str):
+            raise InputError(file, "missing or non-string field", record=i, field="question")
+        keys.add(coco_key(_int_id(q[id_field], file, i, id_field)))
+        qs.append(q["question"])
+    return EvalSet("", keys, qs)
+
+
+def load_eval_file(ef: EvalFile) -> EvalSet:
+    """Image keys and questions of one evaluation file (InputError names file/record/field)."""
+    path = Path(ef.path)
+    if not path.is_file():
+        raise InputError(path, "evaluation file not found")
+    text = path.read_text(encoding="utf-8")
+    kind = ef.kind
+    data = None
+    if kind != "image_list":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            if kind != "auto":
+                raise InputError(path, f"invalid JSON: {e}") from None
+            kind = "image_list"
+    if kind == "auto" and not isinstance(data, dict | list):  # e.g. a one-line id list parses as a number
+        kind = "image_list"
+    if kind == "auto":
+        if isinstance(data, list):
+            kind = "aokvqa"
+        elif isinstance(data, dict) and "questions" in data:
+            kind = "vqa"
+        elif isinstance(data, dict) and "images" in data:
+            kind = "karpathy"
+        else:
+            raise InputError(
+                path,
+                "unrecognised evaluation file (expected an image list, VQA/OK-VQA questions, A-OKVQA or Karpathy dataset_coco.json)",
+            )
+    if kind == "image_list":
+        keys = set()
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                keys.add(_image_key_of(line, path, n))
+        return EvalSet(kind, keys, [])
+    if kind == "vqa":
+        if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
+            raise InputError(path, "expected a list", field="questions")
+        return _questions(data["questions"], path, "image_id")._replace(kind=kind)
+    if kind == "aokvqa":
+        if not isinstance(data, list):
+            raise InputError(path, "expected a JSON list of questions")
+        return _questions(data, path, "image_id")._replace(kind=kind)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise InputError(path, "expected a list", field="images")
+    keys = set()
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or "split" not in im:
+            raise InputError(path, "missing field", record=i, field="split")
+        if im["split"] == "test":
+            if "cocoid" not in im:
+                raise InputError(path, "missing field", record=i, field="cocoid")
+            keys.add(coco_key(_int_id(im["cocoid"], path, i, "cocoid")))
+    return EvalSet("karpathy", keys, [])
+
+
+class _QuestionIndex:
+    """n-grams of long evaluation questions and whole short ones, for one file."""
+
+    def __init__(self, questions: list[str], n: int) -> None:
+        self.n = n
+        self.grams: set[tuple[str, ...]] = set()
+        self.short: set[tuple[str, ...]] = set()
+        for q in questions:
+            w = words(q)
+            if len(w) < n:
+                self.short.add(tuple(w))
+            else:
+                self.grams.update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+
+    def overlaps(self, text: str) -> bool:
+        w = words(text)
+        if tuple(w) in self.short:
+            return True
+        n = self.n
+        return any(tuple(w[i : i + n]) in self.grams for i in range(len(w) - n + 1))
+
+
+def decontaminate(
+    chats: list[Chat], merged: dict[str, MergedImage] | None, cfg: DecontamConfig
+) -> DecontamResult:
+    """Drop dialogues on evaluation images or with questions overlapping evaluation questions.
+    A dialogue gets one reason per (file, cause): `eval_image:<file>`, `eval_question:<file>`.
+    `merged` (optional) adds the COCO key of a VG-keyed image that knows its COCO id."""
+    loaded = [(ef, load_eval_file(ef)) for ef in cfg.eval_files]
+    indexes = [_QuestionIndex(es.questions, cfg.ngram) if ef.drop_questions else None for ef, es in loaded]
+    reports = [
+        EvalFileReport(
+            name=ef.label,
+            path=str(ef.path),
+            kind=es.kind,
+            images=len(es.image_keys),
+            questions=len(es.questions),
+        )
+        for ef, es in loaded
+    ]
+    kept: list[Chat] = []
+    rejects: list[Reject] = []
+    for chat in chats:
+        keys = {chat.image_key}
+        m = (merged or {}).get(chat.image_key)
+        if m is not None and m.coco_id is not None:
+            keys.add(coco_key(m.coco_id))
+        questions = [t.content for t in chat.turns if t.role == "user"]
+        reasons = []
+        for (ef, es), idx, rep in zip(loaded, indexes, reports, strict=True):
+            if ef.drop_images and keys & es.image_keys:
+                reasons.append(f"eval_image:{ef.label}")
+                rep.dropped_image += 1
+            if idx is not None and any(idx.overlaps(q) for q in questions):
+                reasons.append(f"eval_question:{ef.label}")
+                rep.dropped_question += 1
+        if reasons:
+            rejects.append(
+                Reject(
+                    id=chat.id, image_key=chat.image_key, stage="decontaminate", reasons=reasons, chat=chat
+                )
+            )
+        else:
+            kept.append(chat)
+    report = DecontamReport(
+        input=len(chats),
+        kept=len(kept),
+        rejected=len(rejects),
+        files=reports,
+        by_reason=count_reasons(rejects),
+    )
+    return DecontamResult(kept, rejects, report)

@@ -1,0 +1,123 @@
+"""verify_shards: check a shard directory against its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+from PIL import Image
+from pydantic import BaseModel, ValidationError
+
+from unimm.errors import UnimmError
+from unimm.schema import IMAGE_PLACEHOLDER, KEY_PATTERN, Chat
+from unimm.shards.manifest import read_manifest
+from unimm.shards.read import TarFormatError, iter_tar_samples
+
+IMAGE_EXTS = {"jpg", "jpeg", "png", "webp"}
+
+
+class ShardVerifyError(UnimmError):
+    """Shards disagree with their manifest or break the sample contract; lists every problem."""
+
+    def __init__(self, shard_dir: Path, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:10]) + (
+            f"; ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        )
+        super().__init__(f"{shard_dir}: shard verification failed ({len(problems)} problems): {shown}")
+
+
+class VerifyReport(BaseModel):
+    shard_dir: str
+    shards: int
+    samples: int
+    bytes: int
+    images: int
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_sample(key: str, members: dict[str, bytes], extensions: list[str]) -> list[str]:
+    """Problems of one sample: key, member set, Chat JSON (id = key, one placeholder first), image decode."""
+    out = []
+    if not KEY_PATTERN.match(key):
+        out.append(f"sample key {key!r} is not a safe key (no dots)")
+    if sorted(members) != sorted(extensions):
+        out.append(f"sample {key!r} has members {sorted(members)}, manifest says {extensions}")
+    if "json" in members:
+        try:
+            chat = Chat.model_validate_json(members["json"])
+        except ValidationError as e:
+            err = e.errors()[0]
+            out.append(f"sample {key!r} json field '{'.'.join(map(str, err['loc']))}': {err['msg']}")
+        else:
+            if chat.id != key:
+                out.append(f"sample {key!r} json id is {chat.id!r}")
+            total = sum(t.content.count(IMAGE_PLACEHOLDER) for t in chat.turns)
+            first = chat.turns[0]
+            if total != 1 or first.role != "user" or not first.content.startswith(IMAGE_PLACEHOLDER + "\n"):
+                out.append(
+                    f"sample {key!r}: first user turn must start with the only {IMAGE_PLACEHOLDER} placeholder"
+                )
+    for ext in IMAGE_EXTS & set(members):
+        try:
+            with Image.open(io.BytesIO(members[ext])) as im:
+                im.load()
+        except Exception as e:  # PIL raises many types for broken data; any of them is a problem here
+            out.append(f"sample {key!r} {ext} does not decode: {e}")
+    return out
+
+
+def verify_shards(shard_dir: Path) -> VerifyReport:
+    """Check existence, bytes, sha256 and sample counts of every shard in manifest.json, read every
+    sample (valid Chat JSON, safe key, same members, decodable image) and look for stray shards.
+    Raises ShardVerifyError listing every problem; returns a summary when all is well."""
+    shard_dir = Path(shard_dir)
+    man = read_manifest(shard_dir)
+    problems: list[str] = []
+    listed = {e.name for e in man.shards}
+    for stray in sorted(p.name for p in shard_dir.glob(f"{man.prefix}-*.tar") if p.name not in listed):
+        problems.append(f"{stray}: shard not in the manifest")
+    samples = images = 0
+    for e in man.shards:
+        path = shard_dir / e.name
+        if not path.is_file():
+            problems.append(f"{e.name}: missing")
+            continue
+        size = path.stat().st_size
+        if size != e.bytes:
+            problems.append(f"{e.name}: {size} bytes, manifest says {e.bytes}")
+        if _sha256(path) != e.sha256:
+            problems.append(f"{e.name}: sha256 differs from the manifest")
+        n = 0
+        try:
+            for key, members in iter_tar_samples(path):
+                n += 1
+                images += bool(IMAGE_EXTS & set(members))
+                problems += [f"{e.name}: {p}" for p in check_sample(key, members, man.extensions)]
+        except (tarfile.TarError, TarFormatError, OSError) as err:
+            problems.append(f"{e.name}: unreadable tar: {err}")
+        if n != e.samples:
+            problems.append(f"{e.name}: {n} samples, manifest says {e.samples}")
+        samples += n
+    if samples != man.total_samples:
+        problems.append(f"{samples} samples in all, manifest says {man.total_samples}")
+    if sum(e.bytes for e in man.shards) != man.total_bytes:
+        problems.append("manifest total_bytes is not the sum of its shards")
+    if problems:
+        raise ShardVerifyError(shard_dir, problems)
+    return VerifyReport(
+        shard_dir=str(shard_dir),
+        shards=len(man.shards),
+        samples=samples,
+        bytes=man.total_bytes,
+        images=images,
+    )

@@ -1,0 +1,251 @@
+"""write_shards: chats -> deterministic WebDataset tar shards + manifest.json.
+
+Written with webdataset's TarWriter with every varying header field fixed (mtime, uname/gname,
+mode; uid/gid stay 0) and samples in id order, so the same inputs give byte-identical shards.
+Sizes are planned before writing (a tar member is a 512-byte header + the payload padded to 512;
+the archive ends with two zero blocks, padded to tarfile's 10240-byte record), so every shard
+respects maxsize exactly. Each shard is written under a temporary name and renamed when complete;
+the manifest is removed first and written last, so a directory with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import tarfile
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import unimm
+from unimm.errors import InputError
+from unimm.filter.reasons import count_reasons, reason_code
+from unimm.schema import IMAGE_PLACEHOLDER, Chat, Reject, Turn
+from unimm.shards.config import ShardConfig
+from unimm.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry, ShardReject, scrub
+from unimm.workdir import atomic_path
+
+BLOCK = 512
+RECORD = tarfile.RECORDSIZE  # 20 blocks: tarfile pads the closed archive to a multiple of this
+
+
+class ShardResult(NamedTuple):
+    manifest: Manifest
+    rejects: list[Reject]
+
+
+def to_shard_chat(chat: Chat) -> Chat:
+    """The shard form of a chat: first user turn prefixed with "<image>\\n"."""
+    first = chat.turns[0]
+    turns = [Turn(role=first.role, content=f"{IMAGE_PLACEHOLDER}\n{first.content}"), *chat.turns[1:]]
+    return chat.model_copy(update={"turns": turns})
+
+
+def member_bytes(size: int) -> int:
+    """Bytes one tar member takes: header block + payload padded to whole blocks."""
+    return BLOCK + -(-size // BLOCK) * BLOCK
+
+
+def tar_bytes(payload: int) -> int:
+    """Size of a closed tar whose members take `payload` bytes."""
+    return -(-(payload + 2 * BLOCK) // RECORD) * RECORD
+
+
+def image_ext(path: str) -> str:
+    ext = Path(path).suffix.lower().lstrip(".")
+    return "jpg" if ext in ("jpg", "jpeg") else ext
+
+
+class _Planned(NamedTuple):
+    chat: Chat
+    json: bytes
+    image: Path | None
+    member_total: int
+
+
+def _reject(chat: Chat, reason: str) -> Reject:
+    return Reject(id=chat.id, image_key=chat.image_key, stage="shards", reasons=[reason], chat=chat)
+
+
+def plan_samples(
+    chats: list[Chat], image_root: Path | None, cfg: ShardConfig
+) -> tuple[list[_Planned], list[Reject]]:
+    """Sorted samples with their encoded JSON and image path, plus the chats that cannot be shipped."""
+    planned: list[_Planned] = []
+    rejects: list[Reject] = []
+    seen: set[str] = set()
+    for chat in sorted(chats, key=lambda c: c.id):
+        if chat.id in seen:
+            raise InputError(
+                "chats", "duplicate chat id (deduplicate before sharding)", record=chat.id, field="id"
+            )
+        seen.add(chat.id)
+        if any(IMAGE_PLACEHOLDER in t.content for t in chat.turns):
+            rejects.append(_reject(chat, "unexpected_placeholder"))
+            continue
+        if chat.turns[0].role != "user":
+            rejects.append(_reject(chat, "bad_role_order"))
+            continue
+        image = None
+        if image_root is not None:
+            if chat.image_file:
+                image = Path(image_root) / chat.image_file
+                if not image.is_file():
+                    rejects.append(_reject(chat, f"image_missing:{chat.image_file}"))
+                    continue
+            else:  # every sample must carry the same members (datasets' webdataset loader needs it)
+                rejects.append(_reject(chat, "image_missing:no image_file"))
+                continue
+        js = to_shard_chat(chat).model_dump_json().encode()
+        total = member_bytes(len(js)) + (member_bytes(image.stat().st_size) if image else 0)
+        planned.append(_Planned(chat, js, image, total))
+    return planned, rejects
+
+
+def split_shards(planned: list[_Planned], cfg: ShardConfig) -> list[list[_Planned]]:
+    """Greedy split in id order under maxcount samples and maxsize tar bytes per shard."""
+    groups: list[list[_Planned]] = []
+    cur: list[_Planned] = []
+    used = 0
+    for p in planned:
+        if cur and (len(cur) >= cfg.maxcount or tar_bytes(used + p.member_total) > cfg.maxsize):
+            groups.append(cur)
+            cur, used = [], 0
+        cur.append(p)
+        used += p.member_total
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+class _HashingFile:
+    """Write-through file wrapper that sha256-hashes what it writes in a helper thread (hashlib
+    releases the GIL on large buffers, so hashing overlaps tar encoding and I/O; no second read)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (data := self._q.get()) is not None:
+            self.sha.update(data)
+
+    def write(self, data: bytes) -> int:
+        self._q.put(bytes(data))
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def hexdigest(self) -> str:
+        self._q.put(None)
+        self._t.join()
+        return self.sha.hexdigest()
+
+
+def _write_one(path: Path, samples: list[_Planned], cfg: ShardConfig) -> ShardEntry:
+    import webdataset as wds  # imports torch (seconds): only when shards are really written
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb", buffering=1 << 20) as f:
+            hf = _HashingFile(f)
+            tw = wds.TarWriter(hf, user="unimm", group="unimm", mode=0o444, mtime=cfg.mtime, encoder=False)
+            for s in samples:
+                sample: dict[str, Any] = {"__key__": s.chat.id, "json": s.json}
+                if s.image is not None:
+                    sample[image_ext(s.image.name)] = s.image.read_bytes()  # original bytes, never re-encoded
+                tw.write(sample)
+            tw.close()
+            digest = hf.hexdigest()
+            f.flush()
+            if cfg.fsync:
+                os.fsync(f.fileno())  # durable before the rename makes it visible
+        size = tmp.stat().st_size
+        if size != hf.size:
+            raise OSError(f"{tmp}: wrote {hf.size} bytes but the file has {size}")
+    return ShardEntry(name=path.name, samples=len(samples), bytes=size, sha256=digest)
+
+
+def _clear(out_dir: Path, prefix: str, keep: set[str]) -> None:
+    for p in out_dir.glob(f"{prefix}-*.tar"):
+        if p.name not in keep:
+            p.unlink()
+
+
+def write_shards(
+    chats: list[Chat],
+    out_dir: Path,
+    cfg: ShardConfig | None = None,
+    image_root: Path | None = None,
+    manifest_extra: dict[str, Any] | None = None,
+) -> Manifest:
+    """`write_shards_result(...).manifest`: the shard-stage rejects are listed in the manifest
+    (`shard_rejects`, `rejects_by_reason`); use write_shards_result for the full Reject records."""
+    return write_shards_result(chats, out_dir, cfg, image_root, manifest_extra).manifest
+
+
+def _prior_reasons(extra: dict[str, Any]) -> Counter[str]:
+    prior: Counter[str] = Counter()
+    for key in ("rejects_by_reason", "rejections_by_reason"):
+        for reason, n in (extra.pop(key, None) or {}).items():
+            prior[reason_code(reason)] += int(n)
+    return prior
+
+
+def write_shards_result(
+    chats: list[Chat],
+    out_dir: Path,
+    cfg: ShardConfig | None = None,
+    image_root: Path | None = None,
+    manifest_extra: dict[str, Any] | None = None,
+) -> ShardResult:
+    """Write `chats` as `<prefix>-%06d.tar` shards + manifest.json into `out_dir`.
+
+    manifest_extra: `build_config` or `config` (stored scrubbed), `rejects_by_reason` or
+    `rejections_by_reason` (earlier stages' counts, reduced to reason codes and added to this
+    stage's), anything else lands in `extra` (scrubbed). Chats whose image is missing are returned
+    as rejects (`image_missing`), never silently dropped. Old shards of the same prefix and the old
+    manifest are removed; out_dir ends with complete shards + manifest.
+    """
+    cfg = cfg or ShardConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = dict(manifest_extra or {})
+    build_config = scrub(extra.pop("build_config", None) or extra.pop("config", None) or {})
+    prior = _prior_reasons(extra)
+
+    planned, rejects = plan_samples(chats, image_root, cfg)
+    groups = split_shards(planned, cfg)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    names = [f"{cfg.prefix}-{i:06d}.tar" for i in range(len(groups))]
+    _clear(out_dir, cfg.prefix, set())
+    entries = [_write_one(out_dir / n, g, cfg) for n, g in zip(names, groups, strict=True)]
+
+    exts = sorted({"json"} | {image_ext(p.image.name) for p in planned if p.image is not None})
+    by_source = Counter(src for p in planned for src in p.chat.sources)
+    prior.update(count_reasons(rejects))
+    manifest = Manifest(
+        tool_version=unimm.__version__,
+        prefix=cfg.prefix,
+        extensions=exts,
+        shards=entries,
+        total_samples=sum(e.samples for e in entries),
+        total_bytes=sum(e.bytes for e in entries),
+        prompt_fingerprints=sorted({p.chat.generator.prompt_fingerprint for p in planned}),
+        counts_by_source=dict(sorted(by_source.items())),
+        rejects_by_reason=dict(sorted(prior.items())),
+        shard_rejects=[ShardReject(id=r.id, image_key=r.image_key, reasons=r.reasons) for r in rejects],
+        shard_config=cfg.model_dump(mode="json"),
+        build_config=build_config,
+        extra=scrub(extra),
+    )
+    with atomic_path(out_dir / MANIFEST_NAME) as tmp:
+        tmp.write_text(manifest.to_json(), encoding="utf-8")
+    return ShardResult(manifest, rejects)
