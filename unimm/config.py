@@ -1,0 +1,106 @@
+"""A whole run as one validated config: `pipelines/*.yaml` -> `PipelineConfig`.
+
+Each stage owns its config model; this file only composes them. CLI flags override file values
+through `apply_overrides` (dotted keys), so flags and YAML cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from unimm.decontam import DecontamConfig
+from unimm.dedup import DedupConfig
+from unimm.errors import ConfigError
+from unimm.filter import FilterConfig
+from unimm.generate import GenerateConfig
+from unimm.merge import MergeConfig
+from unimm.shards import ShardConfig
+from unimm.sources import DEFAULT_DATA_ROOT, SOURCE_SPECS, parse_sources
+
+
+class IngestOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jobs: int = Field(2, ge=1, description="Sources ingested in parallel processes.")
+
+
+class PipelineConfig(BaseModel):
+    """Everything a `unimm build` needs; defaults give `--sources coco,vqav2 --out shards/`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "unimm"
+    sources: list[str] = Field(default_factory=lambda: list(SOURCE_SPECS))
+    data_root: Path = Path(DEFAULT_DATA_ROOT)
+    image_root: Path | None = Field(None, description="Where image files live; default: the data root.")
+    ingest: IngestOptions = Field(default_factory=IngestOptions)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontaminate: DecontamConfig = Field(default_factory=DecontamConfig)
+    shards: ShardConfig = Field(default_factory=ShardConfig)
+
+    @property
+    def images(self) -> Path:
+        return self.image_root or self.data_root
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted}: {p} is not a section")
+    node[leaf] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (`generate.model`) on a raw config dict; None values are ignored."""
+    for key, value in overrides.items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    return data
+
+
+def parse_set_option(items: list[str]) -> dict[str, Any]:
+    """`--set generate.max_tokens=256` -> {'generate.max_tokens': 256} (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a pipeline YAML (or start from defaults), apply overrides, validate.
+
+    Relative paths in a config file are taken from the working directory, as on the command line.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a pipeline config must be a mapping")
+    data = apply_overrides(data, overrides or {})
+    if isinstance(data.get("sources"), str):
+        data["sources"] = parse_sources(data["sources"])
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{path or 'config'}: field '{loc}': {first['msg']}") from None
+    cfg.sources = parse_sources(cfg.sources)
+    return cfg

@@ -1,0 +1,85 @@
+"""Stage caching: every stage output is keyed by the fingerprint of its inputs and config.
+
+A stage writes its outputs atomically, then a small `<name>.done.json` marker holding its
+fingerprint. A rerun whose fingerprint matches the marker (and whose outputs still exist) does no
+work; a changed config or input changes the fingerprint and only the stages downstream of it run
+again. A run killed at any point leaves either a complete output + marker or no marker at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from unimm import __version__
+from unimm.workdir import atomic_path
+
+# Keys never hashed into fingerprints nor written to markers: secrets must not leak, and rotating
+# an API key must not invalidate a cache.
+SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return _canonical(obj.model_dump(mode="json"))
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items())
+                if not any(h in str(k).lower() for h in SECRET_HINTS)}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 (first 16 hex chars) of the canonical JSON of `parts` (secrets dropped)."""
+    blob = json.dumps([_canonical(p) for p in parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """Cheap identity of input files: path, size and mtime (content hashing 1.5 GB on every run
+    would cost more than some stages)."""
+    stats = []
+    for p in sorted(paths):
+        st = os.stat(p)
+        stats.append([str(p), st.st_size, st.st_mtime_ns])
+    return fingerprint(stats)
+
+
+class StageMarker(BaseModel):
+    stage: str
+    fingerprint: str
+    version: str = __version__
+    outputs: list[str]
+    counts: dict[str, int] = {}
+    seconds: float = 0.0
+
+
+def marker_path(folder: Path, name: str) -> Path:
+    return Path(folder) / f"{name}.done.json"
+
+
+def is_done(folder: Path, name: str, fp: str) -> StageMarker | None:
+    """The marker if this stage already ran with fingerprint `fp` and its outputs exist."""
+    p = marker_path(folder, name)
+    if not p.exists():
+        return None
+    try:
+        m = StageMarker.model_validate_json(p.read_text())
+    except ValueError:
+        return None
+    if m.fingerprint != fp or not all(Path(o).exists() for o in m.outputs):
+        return None
+    return m
+
+
+def mark_done(folder: Path, marker: StageMarker) -> None:
+    with atomic_path(marker_path(folder, marker.stage)) as tmp:
+        tmp.write_text(marker.model_dump_json(indent=2) + "\n")
