@@ -5,12 +5,11 @@ PY     := $(VENV)/bin/python
 UNIMM  := $(VENV)/bin/unimm
 EXTRAS ?= dev,local,train
 WORK   ?= work
-DATA   ?= $(WORK)/sample
 PIPELINE ?= pipelines/demo.yaml
 PYTEST_ARGS ?=
 
 .PHONY: all install demo test test-fast lint fmt bench schemas clean \
-        sample ingest merge generate filter shards build verify serve-vllm serve-llamacpp
+        sample ingest merge generate filter shards serve-vllm serve-llamacpp
 
 all: test
 
@@ -46,26 +45,46 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 # --- the pipeline as file targets ------------------------------------------------------------
-demo: install
-	$(UNIMM) build --config $(PIPELINE) --work $(WORK) --out $(WORK)/shards
+# Every target runs `unimm build --until STAGE`, so make and `unimm build` share one stage cache:
+# a rerun does no work, and a changed pipeline file reruns what it affects.
+SAMPLE     := $(WORK)/sample
+SAMPLE_DEP ?= $(SAMPLE)/unimm-sample.json
+BUILD      := $(UNIMM) build --config $(PIPELINE) --work $(WORK) --out $(WORK)/shards
 
-$(DATA)/.done: | install
-	$(UNIMM) sample --out $(DATA)
-	touch $@
+$(SAMPLE)/unimm-sample.json: | install
+	$(UNIMM) sample --out $(SAMPLE)
 
-sample: $(DATA)/.done
+sample: $(SAMPLE)/unimm-sample.json
 
-$(WORK)/ingest/.done: $(DATA)/.done
-	$(UNIMM) ingest --data-root $(DATA) --work $(WORK) --sources coco,vqav2,okvqa,aokvqa,vg
-	touch $@
+$(WORK)/.ingest: $(PIPELINE) $(SAMPLE_DEP) | install
+	$(BUILD) --until ingest && touch $@
+$(WORK)/.merge: $(WORK)/.ingest
+	$(BUILD) --until merge && touch $@
+$(WORK)/.generate: $(WORK)/.merge
+	$(BUILD) --until generate && touch $@
+$(WORK)/.filter: $(WORK)/.generate
+	$(BUILD) --until corpus && touch $@
+$(WORK)/shards/manifest.json: $(WORK)/.filter
+	$(BUILD) --until shards
+	$(UNIMM) verify $(WORK)/shards
 
-ingest: $(WORK)/ingest/.done
+ingest: $(WORK)/.ingest
+merge: $(WORK)/.merge
+generate: $(WORK)/.generate
+filter: $(WORK)/.filter
+shards: $(WORK)/shards/manifest.json
 
-$(WORK)/merged/.done: $(WORK)/ingest/.done
-	$(UNIMM) merge --work $(WORK)
-	touch $@
+# sample data -> full build with the embedded model -> verified shards + report
+demo: shards
+	$(UNIMM) stats $(WORK)/shards
+	$(UNIMM) show $(WORK)/shards -n 2
 
-merge: $(WORK)/merged/.done
+# production: vLLM on this GPU machine (needs `pip install -e ".[gpu]"`), or llama.cpp's server on CPU
+VLLM_MODEL ?= meta-llama/Llama-3.1-8B-Instruct
+serve-vllm: install
+	$(UNIMM) serve vllm --model $(VLLM_MODEL)
+serve-llamacpp: install
+	$(UNIMM) serve llamacpp
 
 clean:
 	rm -rf $(WORK) .pytest_cache .ruff_cache

@@ -25,10 +25,15 @@ class GenerateConfig(BaseModel):
 
     backend: Backend = "local"
     model: str | None = Field(None, description="Model name; default: the embedded SmolLM2 for local.")
-    model_path: Path | None = Field(None, description="GGUF for the local backend; default: the embedded one.")
-    base_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoints, round-robin.")
+    model_path: Path | None = Field(
+        None, description="GGUF for the local backend; default: the embedded one."
+    )
+    base_urls: list[str] = Field(
+        default_factory=list, description="OpenAI-compatible endpoints, round-robin."
+    )
     api_key_env: str | None = Field(
-        None, description="Environment variable holding the API key (default: UNIMM_API_KEY, then OPENAI_API_KEY)."
+        None,
+        description="Environment variable holding the API key (default: UNIMM_API_KEY, then OPENAI_API_KEY).",
     )
     concurrency: int = Field(64, ge=1, description="Requests in flight (openai backend).")
     max_tokens: int = Field(1024, ge=16)
@@ -43,8 +48,12 @@ class GenerateConfig(BaseModel):
     response_format: ResponseFormat = "auto"
     prompt_set: str = "unimm_chat"
     prompt_version: str = "v1"
-    prompts_dir: Path | None = Field(None, description="Root of the prompt sets; default: the repo's prompts/.")
-    token_budget: int = Field(1536, ge=64, description="Most (estimated) tokens the rendered record may take.")
+    prompts_dir: Path | None = Field(
+        None, description="Root of the prompt sets; default: the repo's prompts/."
+    )
+    token_budget: int = Field(
+        1536, ge=64, description="Most (estimated) tokens the rendered record may take."
+    )
     limit: int | None = Field(None, ge=1, description="Only the first N records (quick partial run).")
     n_ctx: int = Field(4096, ge=512, description="Context of the in-process llama.cpp model.")
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: all cores.")

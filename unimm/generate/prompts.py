@@ -130,12 +130,18 @@ def load_prompt_set(root: Path, name: str, version: str) -> PromptSet:
 def prompt_set_for(cfg: GenerateConfig) -> PromptSet:
     """The prompt set a config names (cached per folder)."""
     root = (cfg.prompts_dir or default_prompts_dir()).resolve()
-    return _cached_load(str(root), cfg.prompt_set, cfg.prompt_version, _mtime_key(root / cfg.prompt_set / cfg.prompt_version))
+    return _cached_load(
+        str(root), cfg.prompt_set, cfg.prompt_version, _mtime_key(root / cfg.prompt_set / cfg.prompt_version)
+    )
 
 
 def _mtime_key(folder: Path) -> tuple:
     # Reload when a file changes (tests and prompt authors edit them in place).
-    return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*"))) if folder.is_dir() else ()
+    return (
+        tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*")))
+        if folder.is_dir()
+        else ()
+    )
 
 
 @functools.lru_cache(maxsize=16)

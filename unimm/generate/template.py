@@ -1,0 +1,70 @@
+"""The `template` backend: no LLM, a deterministic LLaVA-1.5-style reformatting of one record.
+
+A caption answers a describe request (the prompt rotates through a fixed list, chosen from the
+key's hash), each VQA pair becomes a short-answer turn, and each region with a box becomes a
+region-description turn. It is the baseline and the fast path for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from unimm.generate.prompts import canonical_json
+from unimm.generate.render import consensus_answer, format_box
+from unimm.schema import DialogueResponse, DialogueTurn, MergedImage
+
+TEMPLATE_VERSION = "template-1"
+SHORT_ANSWER = "Answer the question using a single word or phrase."
+REGION_PROMPT = "Please provide a short description for this region: {box}"
+# The brief-description prompts of LLaVA-1.5's instruction mix.
+DESCRIBE_PROMPTS: tuple[str, ...] = (
+    "Describe the image concisely.",
+    "Provide a brief description of the given image.",
+    "Offer a succinct explanation of the picture presented.",
+    "Summarize the visual content of the image.",
+    "Give a short and clear explanation of the subsequent image.",
+    "Share a concise interpretation of the image provided.",
+    "Present a compact description of the photo's key features.",
+    "Relay a brief, clear account of the picture shown.",
+    "Render a clear and concise summary of the photo.",
+    "Write a terse but informative summary of the picture.",
+    "Create a compact narrative representing the image presented.",
+)
+
+
+def template_fingerprint() -> str:
+    """Identifies the template wording; stored like an LLM prompt fingerprint."""
+    payload = canonical_json([TEMPLATE_VERSION, SHORT_ANSWER, REGION_PROMPT, list(DESCRIBE_PROMPTS)])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def template_dialogue(record: MergedImage, max_turns: int) -> DialogueResponse | None:
+    """The template dialogue of `record`, or None when it has nothing to ask about.
+
+    Over `max_turns`, regions are cut first, then QA pairs; the caption turn always stays.
+    """
+    h = _key_hash(record.image_key)
+    describe: list[DialogueTurn] = []
+    if record.captions:
+        caption = record.captions[h % len(record.captions)].text
+        prompt = DESCRIBE_PROMPTS[(h >> 16) % len(DESCRIBE_PROMPTS)]
+        describe.append(DialogueTurn(question=prompt, answer=caption))
+    qas = [
+        DialogueTurn(question=f"{qa.question}\n{SHORT_ANSWER}", answer=answer)
+        for qa in record.qas
+        if (answer := consensus_answer(qa))
+    ]
+    regions = [
+        DialogueTurn(question=REGION_PROMPT.format(box=format_box(r.bbox)), answer=r.text)
+        for r in record.regions
+        if format_box(r.bbox)
+    ]
+    room = max_turns - len(describe)
+    qas = qas[:room]
+    regions = regions[: max(room - len(qas), 0)]
+    turns = describe + qas + regions
+    return DialogueResponse(turns=turns) if turns else None
