@@ -28,6 +28,7 @@ from unimm.filter import filter_chats
 from unimm.filter.reasons import reason_code
 from unimm.filter.tables import rejects_to_frame
 from unimm.generate import generate_chats, prompt_fingerprint
+from unimm.generate.prompts import prompt_set_for
 from unimm.ingest import check_inputs, run_ingest
 from unimm.merge import merge, merged_parts
 from unimm.schema import Chat, GenerationFailure, MergedImage, Reject
@@ -146,6 +147,11 @@ def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "sh
     # -- generate, then filter, per partition ---------------------------------------------------
     gen_dir, flt_dir = work / "generate", work / "filter"
     prompt_fp = prompt_fingerprint(cfg.generate)
+    filter_cfg = cfg.filter
+    if not filter_cfg.prompt_text and cfg.generate.backend != "template":
+        # A dialogue that repeats the instructions it was given is a prompt echo: tell the filter
+        # what those instructions were.
+        filter_cfg = filter_cfg.model_copy(update={"prompt_text": prompt_set_for(cfg.generate).system})
     remaining = cfg.generate.limit
     filter_fps: list[str] = []
     for part in parts:
@@ -162,20 +168,23 @@ def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "sh
                                  gen_dir / "cache", progress=progress)
             workdir.write_parquet_atomic(chats_to_frame(res.chats), chats_p)
             _write_failures(res.failures, fail_p)
-            return {"records": len(records), "chats": len(res.chats), "failures": len(res.failures)}
+            s = res.summary
+            return {"records": len(records), "chats": len(res.chats), "failures": len(res.failures),
+                    "requests_sent": s.requests_sent, "cache_hits": s.cache_hits,
+                    "completion_tokens": s.completion_tokens}
 
         r.stage("generate", gen_fp, [chats_p, fail_p], run_generate, marker_name=f"generate-{pid}")
         if stop == 2:
             continue
 
-        flt_fp = fingerprint("filter", gen_fp, cfg.filter)
+        flt_fp = fingerprint("filter", gen_fp, filter_cfg)
         kept_p, rej_p = flt_dir / f"kept-{pid}.parquet", flt_dir / f"rejects-{pid}.parquet"
 
         def run_filter(part: Path = part, chats_p: Path = chats_p, kept_p: Path = kept_p,
                        rej_p: Path = rej_p) -> dict[str, int]:
             chats = frame_to_chats(pl.read_parquet(chats_p))
             merged = {m.image_key: m for m in read_merged(part)}
-            res = filter_chats(chats, merged, cfg.filter)
+            res = filter_chats(chats, merged, filter_cfg)
             workdir.write_parquet_atomic(chats_to_frame(res.kept), kept_p)
             write_rejects(res.rejects, rej_p)
             return {"in": len(chats), "kept": len(res.kept), "rejected": len(res.rejects)}
