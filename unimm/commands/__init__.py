@@ -16,6 +16,7 @@ _NAMES = [
     "shards",
     "build",
     "train",
+    "stats",
     "schema",
 ]
 

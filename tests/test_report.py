@@ -1,0 +1,257 @@
+"""`unimm stats` / `unimm show` end to end on small real shards (real COCO JPEGs, real webdataset)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from unimm.schema import IMAGE_PLACEHOLDER, Chat, GeneratorInfo, Turn
+
+COCO_IMAGES = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "realdata" / "coco-mini" / "train2017"
+)
+
+# (coco id, sources, Q/A exchanges, grounding score, has image); shard 0 = first three
+DIALOGUES = [
+    (790, ["coco", "vqav2"], 2, 0.5, True),
+    (30752, ["coco"], 3, 1.0, True),
+    (37666, ["coco", "vqav2", "aokvqa"], 1, None, True),
+    (54718, ["coco", "vqav2"], 4, 0.75, True),
+    (63217, ["coco", "okvqa"], 2, 0.25, False),
+]
+REJECTS = {"exact_duplicate": 1, "near_duplicate": 2, "too_short": 3, "grounding_below_threshold": 1}
+
+
+def question(i: int, j: int) -> str:
+    return " ".join(["what"] + ["thing"] * (i + j) + ["is", "shown?"])
+
+
+def answer(i: int, j: int) -> str:
+    return " ".join(["It", "is"] + ["a", "red", "bus"] * (1 + (i * 3 + j) % 4) + ["."])
+
+
+def make_chat(i: int) -> Chat:
+    coco_id, sources, n, score, _ = DIALOGUES[i]
+    turns = []
+    for j in range(n):
+        q = question(i, j)
+        turns.append(Turn(role="user", content=f"{IMAGE_PLACEHOLDER}\n{q}" if j == 0 else q))
+        turns.append(Turn(role="assistant", content=answer(i, j)))
+    key = f"coco_{coco_id:012d}"
+    return Chat(
+        id=key,
+        image_key=key,
+        image_file=f"coco/train2017/{coco_id:012d}.jpg",
+        turns=turns,
+        sources=sources,
+        generator=GeneratorInfo(
+            backend="template",
+            model="template-v1",
+            prompt_version="v1",
+            prompt_fingerprint="fp123",
+            request_id=f"r{i}",
+        ),
+        grounding_score=score,
+    )
+
+
+def write_shards(out: Path, manifest: bool = True) -> Path:
+    """Two shards written with webdataset.TarWriter, plus a manifest.json in the layout of
+    unimm.shards.manifest.Manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for s, idx in enumerate([[0, 1, 2], [3, 4]]):
+        name = f"unimm-{s:06d}.tar"
+        with wds.TarWriter(str(out / name)) as w:
+            for i in idx:
+                chat = make_chat(i)
+                sample = {"__key__": chat.id, "json": chat.model_dump_json().encode()}
+                if DIALOGUES[i][4]:
+                    sample["jpg"] = (COCO_IMAGES / f"{DIALOGUES[i][0]:012d}.jpg").read_bytes()
+                w.write(sample)
+        data = (out / name).read_bytes()
+        entries.append(
+            {
+                "name": name,
+                "samples": len(idx),
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    if manifest:
+        m = {
+            "manifest_version": "1",
+            "tool_version": "0.1.0",
+            "prefix": "unimm",
+            "extensions": ["jpg", "json"],
+            "shards": entries,
+            "total_samples": sum(e["samples"] for e in entries),
+            "total_bytes": sum(e["bytes"] for e in entries),
+            "prompt_fingerprints": ["fp123"],
+            "counts_by_source": {"aokvqa": 1, "coco": 5, "okvqa": 1, "vqav2": 3},
+            "rejects_by_reason": REJECTS,
+            "shard_rejects": [],
+            "shard_config": {"prefix": "unimm", "maxcount": 3},
+            "build_config": {"seed": 0},
+            "extra": {},
+        }
+        (out / "manifest.json").write_text(json.dumps(m, indent=2))
+    return out
+
+
+@pytest.fixture
+def shard_dir(tmp_path: Path) -> Path:
+    if not COCO_IMAGES.is_dir():
+        pytest.skip(f"real COCO images not found at {COCO_IMAGES}")
+    return write_shards(tmp_path / "shards")
+
+
+def _word_counts(role: str) -> list[int]:
+    return [
+        len(t.content.removeprefix(IMAGE_PLACEHOLDER + "\n").split())
+        for i in range(len(DIALOGUES))
+        for t in make_chat(i).turns
+        if t.role == role
+    ]
+
+
+def test_stats_json_numbers(cli, shard_dir: Path, tmp_path: Path) -> None:
+    html = tmp_path / "r.html"
+    r = cli("stats", shard_dir, "--json", "--html", html)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["dialogues"] == 5 and s["shards"] == 2 and s["with_image"] == 4
+    assert s["turns"] == 12
+    t = s["turns_per_dialogue"]
+    assert (t["mean"], t["median"], t["min"], t["max"]) == (2.4, 2.0, 1.0, 4.0)
+    assert [(b["label"], b["count"]) for b in t["bins"]] == [("1", 1), ("2", 2), ("3", 1), ("4", 1)]
+    for key, role in (("answer_words", "assistant"), ("question_words", "user")):
+        words = _word_counts(role)
+        d = s[key]
+        assert d["n"] == len(words) == 12
+        assert d["mean"] == pytest.approx(statistics.mean(words))
+        assert d["median"] == pytest.approx(statistics.median(words))
+        assert (d["min"], d["max"]) == (min(words), max(words))
+        assert sum(b["count"] for b in d["bins"]) == 12
+    g = s["grounding"]
+    assert g["n"] == 4 and g["missing"] == 1
+    assert g["mean"] == pytest.approx(0.625) and g["min"] == 0.25 and g["max"] == 1.0
+    assert (
+        sum(b["count"] for b in g["bins"]) == 4 and g["bins"][-1]["count"] == 1
+    )  # 1.0 lands in the last bin
+    combos = {c["label"]: c["count"] for c in s["combinations"]}
+    assert combos == {"coco+vqav2": 2, "coco": 1, "coco+vqav2+aokvqa": 1, "coco+okvqa": 1}
+    assert {c["label"]: c["count"] for c in s["sources_per_dialogue"]} == {"1": 1, "2": 3, "3": 1}
+    assert {c["label"]: c["count"] for c in s["by_source"]} == {
+        "coco": 5,
+        "vqav2": 3,
+        "aokvqa": 1,
+        "okvqa": 1,
+    }
+    m = s["manifest"]
+    assert m["samples"] == 5 and m["num_shards"] == 2 and m["bytes"] == s["shard_bytes"]
+    assert m["rejection_reasons"] == {
+        "too_short": 3,
+        "near_duplicate": 2,
+        "exact_duplicate": 1,
+        "grounding_below_threshold": 1,
+    }
+    # dedup removed 3 of the 8 dialogues that entered it (5 shipped + 3 duplicates)
+    assert (m["dedup_rejects"], m["dialogues_in"]) == (3, 8)
+    assert s["dup_rate"] == pytest.approx(3 / 8)
+    assert m["warnings"] == []
+    assert [g["dialogues"] for g in s["generators"]] == [5]
+    assert html.is_file() and "report:" in r.stderr
+
+
+def test_stats_tables_and_self_contained_html(cli, shard_dir: Path) -> None:
+    r = cli("stats", shard_dir)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert re.search(r"dialogues\s+│\s+5\s+│\s+5", out)
+    assert re.search(r"turns \(Q/A exchanges\)\s+│\s+12", out)
+    assert re.search(r"dup rate\s+│\s+│\s+37\.50%", out)
+    assert "near_duplicate" in out and "coco+vqav2+aokvqa" in out and "fp123" in out
+    html = shard_dir / "report.html"
+    assert html.is_file()
+    text = html.read_text()
+    assert 'src="http' not in text and "<script" not in text and "<link" not in text and "url(" not in text
+    pngs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(pngs) >= 6  # 4 histograms + 2 source charts + rejection reasons
+    with Image.open(io.BytesIO(base64.b64decode(pngs[0]))) as im:
+        assert im.format == "PNG" and im.width > 100
+    thumbs = re.findall(r'<img src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', text)
+    assert 2 <= len(thumbs) <= 3  # 3 examples, one of the five samples has no image
+    with Image.open(io.BytesIO(base64.b64decode(thumbs[0]))) as im:
+        assert max(im.size) <= 256
+    assert text.count('class="ex"') == 3
+    assert "fp123" in text and "template-v1" in text
+
+
+def test_stats_no_manifest_omits_that_part(cli, tmp_path: Path) -> None:
+    if not COCO_IMAGES.is_dir():
+        pytest.skip("real COCO images not found")
+    d = write_shards(tmp_path / "s", manifest=False)
+    r = cli("stats", d, "--json", "--no-html")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["manifest"] is None and s["dup_rate"] is None and s["dialogues"] == 5
+    assert not (d / "report.html").exists()
+
+
+def test_show_prints_dialogues(cli, shard_dir: Path) -> None:
+    r = cli("show", shard_dir, "-n", "2", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    keys = [f"coco_{d[0]:012d}" for d in DIALOGUES]
+    shown = [k for k in keys if re.search(rf"─ {k} ─", r.stdout)]
+    assert len(shown) == 2
+    assert r.stdout.count("User") >= 2 and "Assistant" in r.stdout and "template-v1" in r.stdout
+
+
+def test_show_by_id(cli, shard_dir: Path) -> None:
+    key = "coco_000000054718"
+    r = cli("show", shard_dir, "--id", key)
+    assert r.returncode == 0, r.stderr
+    assert key in r.stdout and "coco, vqav2" in r.stdout and "0.750" in r.stdout
+    assert r.stdout.count("Assistant") == 4  # four exchanges
+    assert question(3, 3) in r.stdout
+    missing = cli("show", shard_dir, "--id", "coco_000000000001")
+    assert missing.returncode == 2 and "coco_000000000001" in missing.stderr
+
+
+@pytest.mark.parametrize("command", ["stats", "show"])
+def test_empty_folder_exits_2(cli, tmp_path: Path, command: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = cli(command, empty)
+    assert r.returncode == 2
+    assert str(empty) in r.stderr and "no shards" in r.stderr
+    assert not (empty / "report.html").exists()
+
+
+def test_broken_inputs_exit_2(cli, shard_dir: Path) -> None:
+    (shard_dir / "unimm-000001.tar").write_bytes(b"this is not a tar file" * 50)
+    r = cli("stats", shard_dir)
+    assert r.returncode == 2 and "unimm-000001.tar" in r.stderr
+    assert not (shard_dir / "report.html").exists()
+
+
+def test_invalid_chat_names_record_and_field(cli, tmp_path: Path) -> None:
+    d = tmp_path / "bad"
+    d.mkdir()
+    with wds.TarWriter(str(d / "unimm-000000.tar")) as w:
+        bad = make_chat(0).model_dump()
+        bad["turns"] = bad["turns"][:1]
+        w.write({"__key__": "coco_000000000790", "json": json.dumps(bad).encode()})
+    r = cli("stats", d)
+    assert r.returncode == 2
+    assert "unimm-000000.tar" in r.stderr and "coco_000000000790" in r.stderr and "turns" in r.stderr

@@ -1,0 +1,32 @@
+"""Pick dialogues out of a shard folder for `unimm show`: by key, or a seeded random few."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unimm.errors import UnimmError
+from unimm.report.read import Reservoir, Sample, find_shards, iter_samples
+
+
+def pick_samples(shard_dir: Path, n: int = 3, seed: int = 0, ids: list[str] | None = None) -> list[Sample]:
+    """`ids` given: those samples in the order asked (UnimmError naming any key not found).
+    Otherwise `n` samples drawn uniformly with `seed` (same folder + seed = same picks), by key."""
+    shards = find_shards(shard_dir)
+    if ids:
+        wanted = set(ids)
+        found: dict[str, Sample] = {}
+        for s in iter_samples(shards):
+            if s.key in wanted and s.key not in found:
+                found[s.key] = s
+                if len(found) == len(wanted):
+                    break  # no need to read the rest of the corpus
+        missing = [k for k in ids if k not in found]
+        if missing:
+            raise UnimmError(
+                f"{shard_dir}: no sample with key {', '.join(missing)} in {len(shards)} shard(s)"
+            )
+        return [found[k] for k in dict.fromkeys(ids)]
+    picks: Reservoir[Sample] = Reservoir(n, seed)
+    for s in iter_samples(shards):
+        picks.offer(s)
+    return sorted(picks.items, key=lambda s: s.key)
