@@ -58,15 +58,23 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
 
 def machine_line() -> str:
     mem = psutil.virtual_memory().total / 2**30
-    return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+    )
 
 
 def update_section(name: str, body: str) -> None:
     """Replace the block between `<!-- bench:NAME -->` markers in docs/benchmarks.md (append if new)."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nWritten by `make bench`; each section is rewritten by its own script.\n"
+    text = (
+        DOC.read_text()
+        if DOC.exists()
+        else "# Benchmarks\n\nWritten by `make bench`; each section is rewritten by its own script.\n"
+    )
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     DOC.write_text(text)

@@ -79,20 +79,46 @@ def main() -> None:
     anchor_root(full, aroot)
     json_bytes = sum((aroot / r).resolve().stat().st_size for r in ANCHOR_FILES)
 
-    naive = run("naive_merge", [sys.executable, str(ANCHORS / "naive_merge.py"), str(aroot), str(base / "naive.jsonl")])
+    naive = run(
+        "naive_merge",
+        [sys.executable, str(ANCHORS / "naive_merge.py"), str(aroot), str(base / "naive.jsonl")],
+    )
     floor = run("parse_floor", [sys.executable, str(ANCHORS / "parse_floor.py"), str(aroot)])
     w1 = base / "work-anchor"
     shutil.rmtree(w1, ignore_errors=True)
-    ing = run("unimm ingest", unimm("ingest", "--data-root", str(aroot), "--work", str(w1),
-                                    "--sources", "coco,vqav2,vg", "--jobs", str(args.jobs)))
+    ing = run(
+        "unimm ingest",
+        unimm(
+            "ingest",
+            "--data-root",
+            str(aroot),
+            "--work",
+            str(w1),
+            "--sources",
+            "coco,vqav2,vg",
+            "--jobs",
+            str(args.jobs),
+        ),
+    )
     mer = run("unimm merge", unimm("merge", "--work", str(w1)))
     summary = json.loads((w1 / "merged" / "summary.json").read_text())
 
     w2 = base / "work-all"
     shutil.rmtree(w2, ignore_errors=True)
-    ing_all = run("unimm ingest (5 sources)", unimm("ingest", "--data-root", str(full), "--work", str(w2),
-                                                    "--sources", "coco,vqav2,okvqa,aokvqa,vg",
-                                                    "--jobs", str(args.jobs)))
+    ing_all = run(
+        "unimm ingest (5 sources)",
+        unimm(
+            "ingest",
+            "--data-root",
+            str(full),
+            "--work",
+            str(w2),
+            "--sources",
+            "coco,vqav2,okvqa,aokvqa,vg",
+            "--jobs",
+            str(args.jobs),
+        ),
+    )
     mer_all = run("unimm merge (5 sources)", unimm("merge", "--work", str(w2)))
     summary_all = json.loads((w2 / "merged" / "summary.json").read_text())
     all_bytes = sum(p.stat().st_size for p in full.rglob("*.json") if p.name != "unimm-sample.json")

@@ -20,13 +20,18 @@ def realdata() -> Path:
     return REALDATA
 
 
-def run_unimm(*args: str | os.PathLike, cwd: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_unimm(
+    *args: str | os.PathLike, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI exactly as users do (a fresh process); returns the completed process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "unimm", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
     )
 
 

@@ -32,8 +32,18 @@ def _stages(stdout: str) -> dict[str, str]:
 
 
 def _build(tmp: Path, root: Path, *extra: str):
-    return run_unimm("build", "--config", REPO / "pipelines" / "llava_reformat.yaml", "--data-root", root,
-                     "--work", tmp / "work", "--out", tmp / "shards", *extra)
+    return run_unimm(
+        "build",
+        "--config",
+        REPO / "pipelines" / "llava_reformat.yaml",
+        "--data-root",
+        root,
+        "--work",
+        tmp / "work",
+        "--out",
+        tmp / "shards",
+        *extra,
+    )
 
 
 def test_template_build_reads_back_and_caches(sample_root: Path, tmp_path: Path):
@@ -83,8 +93,9 @@ def test_shards_load_with_hf_datasets(sample_root: Path, tmp_path: Path):
     import datasets
 
     files = sorted(str(p) for p in (tmp_path / "shards").glob("*.tar"))
-    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
-                               cache_dir=str(tmp_path / "hf"))
+    ds = datasets.load_dataset(
+        "webdataset", data_files={"train": files}, split="train", cache_dir=str(tmp_path / "hf")
+    )
     assert len(ds) == 24
     row = ds[0]
     assert set(row) >= {"__key__", "json", "jpg"}
@@ -94,8 +105,20 @@ def test_shards_load_with_hf_datasets(sample_root: Path, tmp_path: Path):
 def test_sources_and_out_with_no_config(tmp_path: Path, sample_root: Path):
     """`unimm build --sources coco,vqav2 --out shards/` with defaults: data root data/ in the cwd."""
     shutil.copytree(sample_root, tmp_path / "data")
-    r = run_unimm("build", "--sources", "coco,vqav2", "--out", "shards", "--llm", "template",
-                  "--set", "filter.min_turn_chars=1", "--set", "filter.max_turns=100", cwd=tmp_path)
+    r = run_unimm(
+        "build",
+        "--sources",
+        "coco,vqav2",
+        "--out",
+        "shards",
+        "--llm",
+        "template",
+        "--set",
+        "filter.min_turn_chars=1",
+        "--set",
+        "filter.max_turns=100",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert manifest["total_samples"] > 0

@@ -31,10 +31,24 @@ def _cache_lines(work: Path) -> int:
 def test_build_killed_mid_generation_resumes_exactly(tmp_path: Path):
     data, work, out = tmp_path / "data", tmp_path / "work", tmp_path / "shards"
     assert run_unimm("sample", "--out", data).returncode == 0
-    args = ["build", "--config", REPO / "pipelines" / "demo.yaml", "--data-root", data, "--work", work,
-            "--out", out, "--limit", str(LIMIT), "--set", "generate.max_tokens=160"]
-    proc = subprocess.Popen([sys.executable, "-m", "unimm", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "build",
+        "--config",
+        REPO / "pipelines" / "demo.yaml",
+        "--data-root",
+        data,
+        "--work",
+        work,
+        "--out",
+        out,
+        "--limit",
+        str(LIMIT),
+        "--set",
+        "generate.max_tokens=160",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unimm", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while _cache_lines(work) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -52,12 +66,19 @@ def test_build_killed_mid_generation_resumes_exactly(tmp_path: Path):
     assert counts["records"] == LIMIT and counts["chats"] + counts["failures"] == LIMIT
     assert counts["cache_hits"] >= done_before  # finished requests were not sent again
     manifest = json.loads((out / "manifest.json").read_text())
-    keys = [s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False)]
+    keys = [
+        s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False)
+    ]
     assert len(keys) == len(set(keys)) == manifest["total_samples"]
     # nothing silently disappears: every record is a shard sample, a generation failure or a reject
-    rejected = sum(pl.read_parquet(p).height for p in [*work.glob("filter/rejects-*.parquet"),
-                                                        work / "corpus" / "rejects.parquet",
-                                                        work / "shards" / "rejects.parquet"])
+    rejected = sum(
+        pl.read_parquet(p).height
+        for p in [
+            *work.glob("filter/rejects-*.parquet"),
+            work / "corpus" / "rejects.parquet",
+            work / "shards" / "rejects.parquet",
+        ]
+    )
     assert manifest["total_samples"] + counts["failures"] + rejected == LIMIT
     for s in wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False):
         chat = Chat.model_validate_json(s["json"])
@@ -66,8 +87,21 @@ def test_build_killed_mid_generation_resumes_exactly(tmp_path: Path):
 
     # the reference trainer consumes exactly these shards
     run = tmp_path / "run"
-    r = run_unimm("train", "--shards", out / "manifest.json", "--stage", "sft", "--steps", "4",
-                  "--batch-size", "2", "--workers", "0", "--out", run)
+    r = run_unimm(
+        "train",
+        "--shards",
+        out / "manifest.json",
+        "--stage",
+        "sft",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--out",
+        run,
+    )
     assert r.returncode == 0, r.stderr
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert metrics and all(m["loss"] > 0 for m in metrics if "loss" in m)

@@ -28,14 +28,19 @@ def _write(path: Path, obj) -> None:
 
 
 def _coco_files(root: Path, captions: list[tuple[int, str]], both_releases: bool) -> None:
-    images = [{"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "width": 640, "height": 480,
-               "license": 1} for i in COCO_IDS]
+    images = [
+        {"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "width": 640, "height": 480, "license": 1}
+        for i in COCO_IDS
+    ]
     anns = [{"id": 1000 + n, "image_id": img, "caption": text} for n, (img, text) in enumerate(captions)]
     head = {"info": {"year": 2014}, "licenses": [{"id": 1, "name": "x", "url": ""}]}
     _write(root / "coco/annotations/captions_train2014.json", {**head, "images": images, "annotations": anns})
     if both_releases:  # the 2017 release repeats the same annotations with new file names
         images17 = [{**im, "file_name": f"{im['id']:012d}.jpg"} for im in images]
-        _write(root / "coco/annotations/captions_train2017.json", {**head, "images": images17, "annotations": anns})
+        _write(
+            root / "coco/annotations/captions_train2017.json",
+            {**head, "images": images17, "annotations": anns},
+        )
 
 
 def _vqa_files(root: Path, qas: list[tuple[int, str, str]]) -> None:
@@ -43,38 +48,80 @@ def _vqa_files(root: Path, qas: list[tuple[int, str, str]]) -> None:
     for n, (img, q, a) in enumerate(qas):
         qid = img * 1000 + n
         qs.append({"image_id": img, "question": q, "question_id": qid})
-        ans.append({"question_type": "what", "multiple_choice_answer": a, "image_id": img, "answer_type": "other",
-                    "question_id": qid,
-                    "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k in range(10)]})
-    _write(root / "vqav2/v2_OpenEnded_mscoco_train2014_questions.json",
-           {"info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "license": {},
-            "data_subtype": "train2014", "questions": qs})
-    _write(root / "vqav2/v2_mscoco_train2014_annotations.json",
-           {"info": {}, "license": {}, "data_subtype": "train2014", "annotations": ans})
+        ans.append(
+            {
+                "question_type": "what",
+                "multiple_choice_answer": a,
+                "image_id": img,
+                "answer_type": "other",
+                "question_id": qid,
+                "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k in range(10)],
+            }
+        )
+    _write(
+        root / "vqav2/v2_OpenEnded_mscoco_train2014_questions.json",
+        {
+            "info": {},
+            "task_type": "Open-Ended",
+            "data_type": "mscoco",
+            "license": {},
+            "data_subtype": "train2014",
+            "questions": qs,
+        },
+    )
+    _write(
+        root / "vqav2/v2_mscoco_train2014_annotations.json",
+        {"info": {}, "license": {}, "data_subtype": "train2014", "annotations": ans},
+    )
 
 
 def _vg_files(root: Path, regions: list[tuple[int, str]]) -> None:
     # VG ids 1..3; 1 and 2 are COCO pictures, 3 is VG-only
     coco_of = {1: 9, 2: 391895, 3: None}
-    _write(root / "vg/image_data.json", [
-        {"image_id": v, "url": f"https://cs.stanford.edu/people/rak248/VG_100K/{v}.jpg", "width": 800,
-         "height": 600, "coco_id": c, "flickr_id": None} for v, c in coco_of.items()])
+    _write(
+        root / "vg/image_data.json",
+        [
+            {
+                "image_id": v,
+                "url": f"https://cs.stanford.edu/people/rak248/VG_100K/{v}.jpg",
+                "width": 800,
+                "height": 600,
+                "coco_id": c,
+                "flickr_id": None,
+            }
+            for v, c in coco_of.items()
+        ],
+    )
     per: dict[int, list] = {v: [] for v in coco_of}
     for n, (v, text) in enumerate(regions):
-        per[v].append({"region_id": 5000 + n, "image_id": v, "phrase": text, "x": 10, "y": 20,
-                       "width": 100, "height": 50})
+        per[v].append(
+            {
+                "region_id": 5000 + n,
+                "image_id": v,
+                "phrase": text,
+                "x": 10,
+                "y": 20,
+                "width": 100,
+                "height": 50,
+            }
+        )
     _write(root / "vg/region_descriptions.json", [{"id": v, "regions": rs} for v, rs in per.items()])
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     captions=st.lists(st.tuples(st.sampled_from(COCO_IDS), st.sampled_from(TEXTS)), min_size=1, max_size=12),
-    qas=st.lists(st.tuples(st.sampled_from(COCO_IDS), st.sampled_from(TEXTS), st.sampled_from(["red", "2"])),
-                 min_size=1, max_size=8),
+    qas=st.lists(
+        st.tuples(st.sampled_from(COCO_IDS), st.sampled_from(TEXTS), st.sampled_from(["red", "2"])),
+        min_size=1,
+        max_size=8,
+    ),
     regions=st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from(TEXTS)), min_size=1, max_size=12),
     both_releases=st.booleans(),
 )
-def test_ingest_then_merge_keeps_every_annotation_once(captions, qas, regions, both_releases, tmp_path_factory):
+def test_ingest_then_merge_keeps_every_annotation_once(
+    captions, qas, regions, both_releases, tmp_path_factory
+):
     root = tmp_path_factory.mktemp("data")
     work = tmp_path_factory.mktemp("work")
     _coco_files(root, captions, both_releases)
@@ -86,7 +133,10 @@ def test_ingest_then_merge_keeps_every_annotation_once(captions, qas, regions, b
     expected = sorted(
         [(coco_key(img), "caption", str(1000 + n)) for n, (img, _) in enumerate(captions)]
         + [(coco_key(img), "qa", str(img * 1000 + n)) for n, (img, _, _) in enumerate(qas)]
-        + [(vg_key(v, {1: 9, 2: 391895, 3: None}[v]), "region", str(5000 + n)) for n, (v, _) in enumerate(regions)]
+        + [
+            (vg_key(v, {1: 9, 2: 391895, 3: None}[v]), "region", str(5000 + n))
+            for n, (v, _) in enumerate(regions)
+        ]
     )
     seen = []
     for part in merged_parts(work):

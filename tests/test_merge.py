@@ -20,13 +20,25 @@ K1, K2 = "coco_000000000009", "coco_000000000025"
 
 
 def _img(key: str, source: str, **kw) -> ImageRef:
-    return ImageRef(image_key=key, source=source, split=kw.pop("split", "train"),
-                    source_image_id=key.rsplit("_", 1)[-1], **kw)
+    return ImageRef(
+        image_key=key,
+        source=source,
+        split=kw.pop("split", "train"),
+        source_image_id=key.rsplit("_", 1)[-1],
+        **kw,
+    )
 
 
 def _ann(key: str, source: str, kind: str, sid: str, text: str, **kw) -> Annotation:
-    return Annotation(image_key=key, source=source, split=kw.pop("split", "train"), kind=kind,
-                      source_id=sid, text=text, **kw)
+    return Annotation(
+        image_key=key,
+        source=source,
+        split=kw.pop("split", "train"),
+        kind=kind,
+        source_id=sid,
+        text=text,
+        **kw,
+    )
 
 
 def _records(work: Path) -> dict[str, MergedImage]:
@@ -41,32 +53,82 @@ def _records(work: Path) -> dict[str, MergedImage]:
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
     w = tmp_path / "work"
-    write_ingest(w, "coco", [
-        _ann(K1, "coco", "caption", "1", "A red ball on grass."),
-        _ann(K1, "coco", "caption", "2", "a red ball on grass"),  # same text modulo case/period
-        _ann(K1, "coco", "object", "70", "sports ball", bbox=[0.1, 0.2, 0.3, 0.4]),
-        _ann(K2, "coco", "caption", "3", "Two dogs."),
-    ], [_img(K1, "coco", file_name="coco/train2017/000000000009.jpg", width=640, height=480, coco_id=9),
-        _img(K2, "coco", file_name="coco/train2017/000000000025.jpg", width=500, height=375, coco_id=25)])
-    write_ingest(w, "vqav2", [
-        _ann(K1, "vqav2", "qa", "9000", "What color is the ball?", answer="red",
-             answers=[Answer(text="red", confidence="yes")] * 10, answer_type="other", question_type="what color"),
-    ], [_img(K1, "vqav2", file_name="coco/train2014/COCO_train2014_000000000009.jpg", coco_id=9)])
-    write_ingest(w, "aokvqa", [
-        _ann(K1, "aokvqa", "qa", "a1", "What sport uses this ball?", answer="soccer",
-             choices=["tennis", "soccer"], correct_choice=1),
-        _ann(K1, "aokvqa", "rationale", "a1#0", "The ball is a football.", parent_id="a1"),
-        _ann(K1, "aokvqa", "rationale", "a1#1", "Soccer is played with it.", parent_id="a1"),
-    ], [_img(K1, "aokvqa", coco_id=9)])
-    write_ingest(w, "vg", [
-        _ann(K1, "vg", "caption", "r5", "A red ball on grass."),  # duplicate of a COCO caption
-        _ann(K1, "vg", "qa", "q7", "What color is the ball?", answer="Red",
-             answers=[Answer(text="Red", raw="Red.")]),  # duplicate of the VQAv2 question+answer
-        _ann(K1, "vg", "region", "r6", "red ball", bbox=[0.1, 0.2, 0.3, 0.4]),
-        _ann(K1, "vg", "region", "r8", "red ball", bbox=[0.5, 0.5, 0.1, 0.1]),  # same text, other place
-        _ann("vg_77", "vg", "region", "r9", "a tree", bbox=[0.0, 0.0, 1.0, 1.0]),
-    ], [_img(K1, "vg", split="all", file_name="vg/VG_100K/3.jpg", width=800, height=600, coco_id=9, vg_id=3),
-        _img("vg_77", "vg", split="all", file_name="vg/VG_100K/77.jpg", width=800, height=600, vg_id=77)])
+    write_ingest(
+        w,
+        "coco",
+        [
+            _ann(K1, "coco", "caption", "1", "A red ball on grass."),
+            _ann(K1, "coco", "caption", "2", "a red ball on grass"),  # same text modulo case/period
+            _ann(K1, "coco", "object", "70", "sports ball", bbox=[0.1, 0.2, 0.3, 0.4]),
+            _ann(K2, "coco", "caption", "3", "Two dogs."),
+        ],
+        [
+            _img(K1, "coco", file_name="coco/train2017/000000000009.jpg", width=640, height=480, coco_id=9),
+            _img(K2, "coco", file_name="coco/train2017/000000000025.jpg", width=500, height=375, coco_id=25),
+        ],
+    )
+    write_ingest(
+        w,
+        "vqav2",
+        [
+            _ann(
+                K1,
+                "vqav2",
+                "qa",
+                "9000",
+                "What color is the ball?",
+                answer="red",
+                answers=[Answer(text="red", confidence="yes")] * 10,
+                answer_type="other",
+                question_type="what color",
+            ),
+        ],
+        [_img(K1, "vqav2", file_name="coco/train2014/COCO_train2014_000000000009.jpg", coco_id=9)],
+    )
+    write_ingest(
+        w,
+        "aokvqa",
+        [
+            _ann(
+                K1,
+                "aokvqa",
+                "qa",
+                "a1",
+                "What sport uses this ball?",
+                answer="soccer",
+                choices=["tennis", "soccer"],
+                correct_choice=1,
+            ),
+            _ann(K1, "aokvqa", "rationale", "a1#0", "The ball is a football.", parent_id="a1"),
+            _ann(K1, "aokvqa", "rationale", "a1#1", "Soccer is played with it.", parent_id="a1"),
+        ],
+        [_img(K1, "aokvqa", coco_id=9)],
+    )
+    write_ingest(
+        w,
+        "vg",
+        [
+            _ann(K1, "vg", "caption", "r5", "A red ball on grass."),  # duplicate of a COCO caption
+            _ann(
+                K1,
+                "vg",
+                "qa",
+                "q7",
+                "What color is the ball?",
+                answer="Red",
+                answers=[Answer(text="Red", raw="Red.")],
+            ),  # duplicate of the VQAv2 question+answer
+            _ann(K1, "vg", "region", "r6", "red ball", bbox=[0.1, 0.2, 0.3, 0.4]),
+            _ann(K1, "vg", "region", "r8", "red ball", bbox=[0.5, 0.5, 0.1, 0.1]),  # same text, other place
+            _ann("vg_77", "vg", "region", "r9", "a tree", bbox=[0.0, 0.0, 1.0, 1.0]),
+        ],
+        [
+            _img(
+                K1, "vg", split="all", file_name="vg/VG_100K/3.jpg", width=800, height=600, coco_id=9, vg_id=3
+            ),
+            _img("vg_77", "vg", split="all", file_name="vg/VG_100K/77.jpg", width=800, height=600, vg_id=77),
+        ],
+    )
     return w
 
 
@@ -156,10 +218,17 @@ def test_property_no_annotation_lost_or_duplicated(specs, tmp_path_factory):
     work = tmp_path_factory.mktemp("prop")
     by_source: dict[str, list[Annotation]] = {"coco": [], "vqav2": [], "vg": []}
     for i, (src, key, kind, text, ans, box) in enumerate(specs):
-        by_source[src].append(_ann(
-            key, src, kind, f"{src}-{i}", text,
-            answer=ans if kind == "qa" else None, bbox=box if kind == "region" else None,
-        ))
+        by_source[src].append(
+            _ann(
+                key,
+                src,
+                kind,
+                f"{src}-{i}",
+                text,
+                answer=ans if kind == "qa" else None,
+                bbox=box if kind == "region" else None,
+            )
+        )
     for src, anns in by_source.items():
         keys = sorted({a.image_key for a in anns})
         write_ingest(work, src, anns, [_img(k, src) for k in keys])

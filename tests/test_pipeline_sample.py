@@ -36,7 +36,11 @@ def test_sample_ingest_merge_via_cli(sample_work, cli):
     assert max(summary["by_source_count"], key=int) == "5" and "1" in summary["by_source_count"]
     assert summary["images_with_3plus_kinds"] > 0
     assert "images carry >= 3 annotation types" in r.stdout
-    recs = [MergedImage.model_validate(row) for p in merged_parts(work) for row in pl.read_parquet(p).iter_rows(named=True)]
+    recs = [
+        MergedImage.model_validate(row)
+        for p in merged_parts(work)
+        for row in pl.read_parquet(p).iter_rows(named=True)
+    ]
     full = [m for m in recs if len(m.sources) == 5]
     assert full and all(m.captions and m.qas and m.regions for m in full)
     # every referenced image file exists in the sample: later stages read the original bytes
@@ -50,7 +54,11 @@ def test_merge_options_via_cli(sample_work, cli):
     _, work = sample_work
     r = cli("merge", "--work", work, "--min-sources", "3", "--require", "vg")
     assert r.returncode == 0, r.stderr
-    recs = [MergedImage.model_validate(row) for p in merged_parts(work) for row in pl.read_parquet(p).iter_rows(named=True)]
+    recs = [
+        MergedImage.model_validate(row)
+        for p in merged_parts(work)
+        for row in pl.read_parquet(p).iter_rows(named=True)
+    ]
     assert recs and all(len(m.sources) >= 3 and "vg" in m.sources for m in recs)
     r = cli("merge", "--work", work, "--sources", "coco,nope")
     assert r.returncode == 2 and "unknown source" in r.stderr
@@ -71,8 +79,11 @@ def test_real_excerpts_ingest_and_merge(realdata: Path, tmp_path: Path, cli):
     assert summary["annotations_in"]["caption"] == 400 + 395
     assert summary["annotations_in"]["region"] == 1278
     assert summary["annotations_in"]["qa"] == 721
-    recs = {row["image_key"]: MergedImage.model_validate(row)
-            for p in merged_parts(work) for row in pl.read_parquet(p).iter_rows(named=True)}
+    recs = {
+        row["image_key"]: MergedImage.model_validate(row)
+        for p in merged_parts(work)
+        for row in pl.read_parquet(p).iter_rows(named=True)
+    }
     # the five VG images have no coco_id: they stay vg_<id>; COCO images keep COCO keys
     assert {k for k in recs if k.startswith("vg_")} == {f"vg_{i}" for i in range(1, 6)}
     coco = [m for k, m in recs.items() if k.startswith("coco_")]

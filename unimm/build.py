@@ -39,6 +39,7 @@ from unimm.tables import chats_to_frame, frame_to_chats
 
 STAGES = ("ingest", "merge", "generate", "filter", "corpus", "shards")
 
+
 class StageReport(BaseModel):
     stage: str
     status: str  # ran | cached
@@ -80,25 +81,48 @@ class _Runner:
         self.cfg, self.work, self.log = cfg, Path(work), log
         self.reports: list[StageReport] = []
 
-    def stage(self, name: str, fp: str, outputs: list[Path], run: Callable[[], dict[str, int]],
-              marker_name: str | None = None) -> str:
+    def stage(
+        self,
+        name: str,
+        fp: str,
+        outputs: list[Path],
+        run: Callable[[], dict[str, int]],
+        marker_name: str | None = None,
+    ) -> str:
         marker_name = marker_name or name
         done = is_done(_markers(self.work), marker_name, fp)
         if done is not None:
-            self.reports.append(StageReport(stage=marker_name, status="cached", seconds=0.0, counts=done.counts))
+            self.reports.append(
+                StageReport(stage=marker_name, status="cached", seconds=0.0, counts=done.counts)
+            )
             return fp
         self.log(f"[bold]{marker_name}[/] running")
         t0 = time.perf_counter()
         counts = run()
         dt = time.perf_counter() - t0
-        mark_done(_markers(self.work), StageMarker(stage=marker_name, fingerprint=fp,
-                                                   outputs=[str(o) for o in outputs], counts=counts, seconds=dt))
+        mark_done(
+            _markers(self.work),
+            StageMarker(
+                stage=marker_name,
+                fingerprint=fp,
+                outputs=[str(o) for o in outputs],
+                counts=counts,
+                seconds=dt,
+            ),
+        )
         self.reports.append(StageReport(stage=marker_name, status="ran", seconds=round(dt, 2), counts=counts))
         return fp
 
 
-def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "shards",
-          log: Callable[[str], None] = print, progress: bool = False) -> BuildReport:
+def build(
+    cfg: PipelineConfig,
+    work: Path,
+    out: Path | None,
+    *,
+    until: str = "shards",
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+) -> BuildReport:
     """Run the pipeline up to `until` (inclusive); returns what ran, what was cached, and counts."""
     if until not in STAGES:
         raise ConfigError(f"--until must be one of {', '.join(STAGES)}")
@@ -118,14 +142,24 @@ def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "sh
     if stale:
         t0 = time.perf_counter()
         log(f"[bold]ingest[/] running: {', '.join(stale)}")
-        results = {res.source: res for res in run_ingest(cfg.data_root, work, stale, jobs=cfg.ingest.jobs,
-                                                         progress=progress)}
+        results = {
+            res.source: res
+            for res in run_ingest(cfg.data_root, work, stale, jobs=cfg.ingest.jobs, progress=progress)
+        }
         for s in stale:
             counts = {k: int(v) for k, v in results[s].annotations.items()}
-            mark_done(_markers(work), StageMarker(
-                stage=f"ingest-{s}", fingerprint=ingest_fps[s], counts=counts,
-                outputs=[str(workdir.ingest_table(work, s)), str(workdir.ingest_images(work, s))]))
-        r.reports.append(StageReport(stage="ingest", status="ran", seconds=round(time.perf_counter() - t0, 2)))
+            mark_done(
+                _markers(work),
+                StageMarker(
+                    stage=f"ingest-{s}",
+                    fingerprint=ingest_fps[s],
+                    counts=counts,
+                    outputs=[str(workdir.ingest_table(work, s)), str(workdir.ingest_images(work, s))],
+                ),
+            )
+        r.reports.append(
+            StageReport(stage="ingest", status="ran", seconds=round(time.perf_counter() - t0, 2))
+        )
     else:
         r.reports.append(StageReport(stage="ingest", status="cached", seconds=0.0))
     if stop == 0:
@@ -162,16 +196,23 @@ def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "sh
         gen_fp = fingerprint("generate", merge_fp, part.name, cfg.generate, prompt_fp, len(records))
         chats_p, fail_p = gen_dir / f"chats-{pid}.parquet", gen_dir / f"failures-{pid}.parquet"
 
-        def run_generate(records: list[MergedImage] = records, chats_p: Path = chats_p,
-                         fail_p: Path = fail_p) -> dict[str, int]:
-            res = generate_chats(records, cfg.generate.model_copy(update={"limit": None}),
-                                 gen_dir / "cache", progress=progress)
+        def run_generate(
+            records: list[MergedImage] = records, chats_p: Path = chats_p, fail_p: Path = fail_p
+        ) -> dict[str, int]:
+            res = generate_chats(
+                records, cfg.generate.model_copy(update={"limit": None}), gen_dir / "cache", progress=progress
+            )
             workdir.write_parquet_atomic(chats_to_frame(res.chats), chats_p)
             _write_failures(res.failures, fail_p)
             s = res.summary
-            return {"records": len(records), "chats": len(res.chats), "failures": len(res.failures),
-                    "requests_sent": s.requests_sent, "cache_hits": s.cache_hits,
-                    "completion_tokens": s.completion_tokens}
+            return {
+                "records": len(records),
+                "chats": len(res.chats),
+                "failures": len(res.failures),
+                "requests_sent": s.requests_sent,
+                "cache_hits": s.cache_hits,
+                "completion_tokens": s.completion_tokens,
+            }
 
         r.stage("generate", gen_fp, [chats_p, fail_p], run_generate, marker_name=f"generate-{pid}")
         if stop == 2:
@@ -180,8 +221,9 @@ def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "sh
         flt_fp = fingerprint("filter", gen_fp, filter_cfg)
         kept_p, rej_p = flt_dir / f"kept-{pid}.parquet", flt_dir / f"rejects-{pid}.parquet"
 
-        def run_filter(part: Path = part, chats_p: Path = chats_p, kept_p: Path = kept_p,
-                       rej_p: Path = rej_p) -> dict[str, int]:
+        def run_filter(
+            part: Path = part, chats_p: Path = chats_p, kept_p: Path = kept_p, rej_p: Path = rej_p
+        ) -> dict[str, int]:
             chats = frame_to_chats(pl.read_parquet(chats_p))
             merged = {m.image_key: m for m in read_merged(part)}
             res = filter_chats(chats, merged, filter_cfg)
@@ -196,8 +238,13 @@ def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "sh
     # -- corpus-wide: dedup + decontaminate -----------------------------------------------------
     corpus_dir = work / "corpus"
     decontam_files = [Path(p) for p in cfg.decontaminate.files()]
-    corpus_fp = fingerprint("corpus", filter_fps, cfg.dedup, cfg.decontaminate,
-                            files_fingerprint([p for p in decontam_files if p.exists()]))
+    corpus_fp = fingerprint(
+        "corpus",
+        filter_fps,
+        cfg.dedup,
+        cfg.decontaminate,
+        files_fingerprint([p for p in decontam_files if p.exists()]),
+    )
     ckept_p, crej_p = corpus_dir / "kept.parquet", corpus_dir / "rejects.parquet"
 
     def run_corpus() -> dict[str, int]:
@@ -211,8 +258,12 @@ def build(cfg: PipelineConfig, work: Path, out: Path | None, *, until: str = "sh
         c = decontaminate(d.kept, merged, cfg.decontaminate)
         workdir.write_parquet_atomic(chats_to_frame(c.kept), ckept_p)
         write_rejects([*d.rejects, *c.rejects], crej_p)
-        return {"in": len(chats), "kept": len(c.kept), "dedup_rejected": len(d.rejects),
-                "decontam_rejected": len(c.rejects)}
+        return {
+            "in": len(chats),
+            "kept": len(c.kept),
+            "dedup_rejected": len(d.rejects),
+            "decontam_rejected": len(c.rejects),
+        }
 
     r.stage("corpus", corpus_fp, [ckept_p, crej_p], run_corpus)
     if stop == 4:
@@ -254,8 +305,11 @@ def _reasons(work: Path) -> Counter:
     for p in sorted((work / "generate").glob("failures-*.parquet")):
         for reason in pl.read_parquet(p, columns=["reason"])["reason"].to_list():
             c[f"generation:{reason}"] += 1
-    for p in [*sorted((work / "filter").glob("rejects-*.parquet")), work / "corpus" / "rejects.parquet",
-              work / "shards" / "rejects.parquet"]:
+    for p in [
+        *sorted((work / "filter").glob("rejects-*.parquet")),
+        work / "corpus" / "rejects.parquet",
+        work / "shards" / "rejects.parquet",
+    ]:
         if p.exists():
             for reasons in pl.read_parquet(p, columns=["reasons"])["reasons"].to_list():
                 c.update(reason_code(r) for r in reasons)
@@ -263,5 +317,9 @@ def _reasons(work: Path) -> Counter:
 
 
 def _report(r: _Runner, out: Path | None, n: int, reasons: Counter) -> BuildReport:
-    return BuildReport(stages=r.reports, out=str(out) if out else None, dialogues=n,
-                       rejected_by_reason=dict(sorted(reasons.items())))
+    return BuildReport(
+        stages=r.reports,
+        out=str(out) if out else None,
+        dialogues=n,
+        rejected_by_reason=dict(sorted(reasons.items())),
+    )

@@ -30,7 +30,11 @@ def vg_key_expr(vg_id: str | pl.Expr, coco_id: str | pl.Expr) -> pl.Expr:
     """Polars version of vg_key: COCO key where coco_id is set, else vg_<id>."""
     v = pl.col(vg_id) if isinstance(vg_id, str) else vg_id
     c = pl.col(coco_id) if isinstance(coco_id, str) else coco_id
-    return pl.when(c.is_not_null()).then(coco_key_expr(c)).otherwise(pl.lit("vg_") + v.cast(pl.Int64).cast(pl.Utf8))
+    return (
+        pl.when(c.is_not_null())
+        .then(coco_key_expr(c))
+        .otherwise(pl.lit("vg_") + v.cast(pl.Int64).cast(pl.Utf8))
+    )
 
 
 def partition_of(image_key: str, partitions: int) -> int:

@@ -34,7 +34,9 @@ class MergeConfig(BaseModel):
     """Options of the merge stage (`merge:` in a pipeline config)."""
 
     sources: list[str] | None = Field(None, description="Sources to merge; default: every ingested source.")
-    require: list[str] = Field(default_factory=list, description="Keep only images annotated by all of these.")
+    require: list[str] = Field(
+        default_factory=list, description="Keep only images annotated by all of these."
+    )
     min_sources: int = Field(1, ge=1, description="Keep only images annotated by at least this many sources.")
     partitions: int = Field(0, ge=0, description="Output partitions; 0 = one per ~20k images.")
 
@@ -63,12 +65,7 @@ class MergeSummary(BaseModel):
 def _norm_text(col: str) -> pl.Expr:
     """Key for 'exact duplicate' text: case, surrounding whitespace, doubled spaces and a final
     period ignored. Literal operations only: a regex here costs 5x at 8M rows."""
-    return (
-        pl.col(col)
-        .str.to_lowercase()
-        .str.replace_all("  ", " ", literal=True)
-        .str.strip_chars(" \t\n.")
-    )
+    return pl.col(col).str.to_lowercase().str.replace_all("  ", " ", literal=True).str.strip_chars(" \t\n.")
 
 
 def _bbox_keys() -> list[pl.Expr]:
@@ -81,9 +78,7 @@ def _image_int() -> pl.Expr:
     every group-by costs more than parsing them once. Keys are `<prefix>_<digits>`."""
     key = pl.col("image_key")
     digits = key.str.extract(r"_(\d+)$", 1).cast(pl.Int64)
-    return (
-        pl.when(key.str.starts_with("coco_")).then(digits).otherwise(digits + (1 << 40)).alias("_img")
-    )
+    return pl.when(key.str.starts_with("coco_")).then(digits).otherwise(digits + (1 << 40)).alias("_img")
 
 
 def _load(work: Path, sources: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -102,7 +97,9 @@ def _load(work: Path, sources: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     )
     imgs = pl.concat(
         [
-            pl.scan_parquet(workdir.ingest_images(work, s)).with_columns(pl.lit(_RANK[s], pl.UInt8).alias("_rank"))
+            pl.scan_parquet(workdir.ingest_images(work, s)).with_columns(
+                pl.lit(_RANK[s], pl.UInt8).alias("_rank")
+            )
             for s in sources
         ],
         how="vertical_relaxed",
@@ -147,7 +144,10 @@ def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str
         .agg(pl.col("text").alias("rationales"))
     )
     qa_rows = ann.filter(pl.col("kind") == "qa").join(
-        rationales, left_on=["source", "source_id"], right_on=["source", "parent_id"], how="left",
+        rationales,
+        left_on=["source", "source_id"],
+        right_on=["source", "parent_id"],
+        how="left",
         maintain_order="left",
     )
     qas = _collapse(
@@ -166,7 +166,9 @@ def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str
         ],
     )
     regions = _collapse(ann, "region", _bbox_keys(), [pl.col("text").first(), pl.col("bbox").first()])
-    objects = _collapse(ann, "object", _bbox_keys(), [pl.col("text").first().alias("name"), pl.col("bbox").first()])
+    objects = _collapse(
+        ann, "object", _bbox_keys(), [pl.col("text").first().alias("name"), pl.col("bbox").first()]
+    )
 
     files = (
         imgs.sort("_rank", "split", "file_name", nulls_last=True)
@@ -193,13 +195,25 @@ def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str
         merged = merged.join(_per_image(frame, name).lazy(), on="_img", how="left")
     merged = merged.join(files, on="image_key", how="left")
 
-    empty = {n: pl.col(n).fill_null(pl.lit([], dtype=t)) for n, t in merged.collect_schema().items()
-             if n in ("captions", "qas", "regions", "objects", "files")}
+    empty = {
+        n: pl.col(n).fill_null(pl.lit([], dtype=t))
+        for n, t in merged.collect_schema().items()
+        if n in ("captions", "qas", "regions", "objects", "files")
+    }
     df = (
         merged.with_columns(**empty)
         .select(
-            "image_key", "coco_id", "vg_id", "width", "height", "files", "sources",
-            "captions", "qas", "regions", "objects",
+            "image_key",
+            "coco_id",
+            "vg_id",
+            "width",
+            "height",
+            "files",
+            "sources",
+            "captions",
+            "qas",
+            "regions",
+            "objects",
         )
         .sort("image_key")
         .collect()
@@ -208,8 +222,12 @@ def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str
     counts = dict(zip(counts_df["kind"].to_list(), counts_df["len"].to_list(), strict=True))
     orphans = (
         ann.filter(pl.col("kind") == "rationale")
-        .join(ann.filter(pl.col("kind") == "qa"), left_on=["source", "parent_id"],
-              right_on=["source", "source_id"], how="anti")
+        .join(
+            ann.filter(pl.col("kind") == "qa"),
+            left_on=["source", "parent_id"],
+            right_on=["source", "source_id"],
+            how="anti",
+        )
         .select(pl.len())
         .collect()
         .item()
@@ -256,7 +274,9 @@ def merge(work: Path, cfg: MergeConfig) -> MergeSummary:
             raise ConfigError(f"unknown source {s!r}; choose from {', '.join(SOURCE_SPECS)}")
     not_merged = [s for s in cfg.require if s not in sources]
     if not_merged:
-        raise ConfigError(f"--require {','.join(not_merged)} is not among the merged sources {','.join(sources)}")
+        raise ConfigError(
+            f"--require {','.join(not_merged)} is not among the merged sources {','.join(sources)}"
+        )
 
     df, counts_in, orphans = build_merged(work, sources)
     by_n, combos, three = summarise(df)
@@ -299,7 +319,11 @@ def merge(work: Path, cfg: MergeConfig) -> MergeSummary:
     # One sort by (partition, key), then zero-copy slices: no pass over the whole frame per partition.
     part_ids = kept.select(partition_expr(parts).alias("_part"))["_part"]
     kept = kept.with_columns(part_ids).sort("_part", "image_key")
-    bounds = kept["_part"].search_sorted(pl.Series(range(parts + 1), dtype=kept["_part"].dtype), side="left").to_list()
+    bounds = (
+        kept["_part"]
+        .search_sorted(pl.Series(range(parts + 1), dtype=kept["_part"].dtype), side="left")
+        .to_list()
+    )
     kept = kept.drop("_part")
     with workdir.atomic_dir(workdir.merged_dir(work)) as tmp:
         for p in range(parts):

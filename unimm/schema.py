@@ -52,7 +52,9 @@ class Annotation(Record):
     source: Source
     split: str = Field(description="Source split, e.g. train2014, val2017, train, val; VG has `all`.")
     kind: Kind
-    source_id: str = Field(description="Id of the record in its source file (caption, question, region, object id).")
+    source_id: str = Field(
+        description="Id of the record in its source file (caption, question, region, object id)."
+    )
     parent_id: str | None = Field(None, description="For a rationale: the source_id of its question.")
     text: str = Field(description="Caption, question, region phrase, object name or rationale; trimmed.")
     answer: str | None = Field(None, description="Canonical answer of a qa (consensus / correct choice).")
@@ -80,7 +82,9 @@ class ImageRef(Record):
     source: Source
     split: str
     source_image_id: str
-    file_name: str | None = Field(None, description="Path relative to the data root, e.g. coco/train2017/000000391895.jpg.")
+    file_name: str | None = Field(
+        None, description="Path relative to the data root, e.g. coco/train2017/000000391895.jpg."
+    )
     width: int | None = None
     height: int | None = None
     coco_id: int | None = None
@@ -143,7 +147,9 @@ class MergedImage(Record):
     width: int | None = Field(None, description="Width of the preferred file (COCO first, then VG).")
     height: int | None = None
     files: list[ImageFile] = Field(default_factory=list)
-    sources: list[Source] = Field(description="Distinct sources that annotate this image, in canonical source order.")
+    sources: list[Source] = Field(
+        description="Distinct sources that annotate this image, in canonical source order."
+    )
     captions: list[MergedCaption] = Field(default_factory=list)
     qas: list[MergedQA] = Field(default_factory=list)
     regions: list[MergedRegion] = Field(default_factory=list)
@@ -192,7 +198,9 @@ class GeneratorInfo(Record):
     model: str
     prompt_version: str
     prompt_fingerprint: str
-    request_id: str = Field(description="Content address of the request (model, prompt, input, sampling, seed).")
+    request_id: str = Field(
+        description="Content address of the request (model, prompt, input, sampling, seed)."
+    )
 
 
 class Chat(Record):
@@ -214,7 +222,9 @@ class Chat(Record):
     @classmethod
     def _key_safe(cls, v: str) -> str:
         if not KEY_PATTERN.match(v):
-            raise ValueError(f"id {v!r} is not a safe WebDataset key (letters, digits, _ and - only, no dots)")
+            raise ValueError(
+                f"id {v!r} is not a safe WebDataset key (letters, digits, _ and - only, no dots)"
+            )
         return v
 
 

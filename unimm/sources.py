@@ -46,7 +46,9 @@ class ExpectedFile:
 
     source: str
     path: str  # relative to the data root
-    role: str  # captions | instances | questions | annotations | combined | image_data | regions | qa | objects
+    role: (
+        str  # captions | instances | questions | annotations | combined | image_data | regions | qa | objects
+    )
     split: str
     archive_url: str
 
@@ -70,23 +72,48 @@ _VG = "https://homes.cs.washington.edu/~ranjay/visualgenome/data/dataset"
 _VG_IMG = "https://cs.stanford.edu/people/rak248"
 
 ARCHIVES: tuple[Archive, ...] = (
-    Archive(f"{_COCO}/annotations/annotations_trainval2014.zip", "coco",
-            tuple(f"annotations/{k}_{s}2014.json" for k in ("captions", "instances") for s in ("train", "val"))),
-    Archive(f"{_COCO}/annotations/annotations_trainval2017.zip", "coco",
-            tuple(f"annotations/{k}_{s}2017.json" for k in ("captions", "instances") for s in ("train", "val"))),
-    *(Archive(f"{_COCO}/zips/{s}.zip", "coco", (f"{s}/",), kind="images")
-      for s in ("train2014", "val2014", "train2017", "val2017")),
-    *(Archive(f"{_VQA}/v2_Questions_{S}_mscoco.zip", "vqav2", (f"v2_OpenEnded_mscoco_{s}2014_questions.json",))
-      for S, s in (("Train", "train"), ("Val", "val"))),
-    *(Archive(f"{_VQA}/v2_Annotations_{S}_mscoco.zip", "vqav2", (f"v2_mscoco_{s}2014_annotations.json",))
-      for S, s in (("Train", "train"), ("Val", "val"))),
-    *(Archive(f"{_OKVQA}/{name}.zip", "okvqa", (name,))
-      for name in ("OpenEnded_mscoco_train2014_questions.json", "OpenEnded_mscoco_val2014_questions.json",
-                   "mscoco_train2014_annotations.json", "mscoco_val2014_annotations.json")),
-    Archive(f"{_AOKVQA}/aokvqa_v1p0.tar.gz", "aokvqa",
-            ("aokvqa_v1p0_train.json", "aokvqa_v1p0_val.json", "aokvqa_v1p0_test.json")),
-    *(Archive(f"{_VG}/{name}.zip", "vg", (name,))
-      for name in ("image_data.json", "region_descriptions.json", "question_answers.json", "objects.json")),
+    Archive(
+        f"{_COCO}/annotations/annotations_trainval2014.zip",
+        "coco",
+        tuple(f"annotations/{k}_{s}2014.json" for k in ("captions", "instances") for s in ("train", "val")),
+    ),
+    Archive(
+        f"{_COCO}/annotations/annotations_trainval2017.zip",
+        "coco",
+        tuple(f"annotations/{k}_{s}2017.json" for k in ("captions", "instances") for s in ("train", "val")),
+    ),
+    *(
+        Archive(f"{_COCO}/zips/{s}.zip", "coco", (f"{s}/",), kind="images")
+        for s in ("train2014", "val2014", "train2017", "val2017")
+    ),
+    *(
+        Archive(
+            f"{_VQA}/v2_Questions_{S}_mscoco.zip", "vqav2", (f"v2_OpenEnded_mscoco_{s}2014_questions.json",)
+        )
+        for S, s in (("Train", "train"), ("Val", "val"))
+    ),
+    *(
+        Archive(f"{_VQA}/v2_Annotations_{S}_mscoco.zip", "vqav2", (f"v2_mscoco_{s}2014_annotations.json",))
+        for S, s in (("Train", "train"), ("Val", "val"))
+    ),
+    *(
+        Archive(f"{_OKVQA}/{name}.zip", "okvqa", (name,))
+        for name in (
+            "OpenEnded_mscoco_train2014_questions.json",
+            "OpenEnded_mscoco_val2014_questions.json",
+            "mscoco_train2014_annotations.json",
+            "mscoco_val2014_annotations.json",
+        )
+    ),
+    Archive(
+        f"{_AOKVQA}/aokvqa_v1p0.tar.gz",
+        "aokvqa",
+        ("aokvqa_v1p0_train.json", "aokvqa_v1p0_val.json", "aokvqa_v1p0_test.json"),
+    ),
+    *(
+        Archive(f"{_VG}/{name}.zip", "vg", (name,))
+        for name in ("image_data.json", "region_descriptions.json", "question_answers.json", "objects.json")
+    ),
     Archive(f"{_VG_IMG}/VG_100K_2/images.zip", "vg", ("VG_100K/",), kind="images"),
     Archive(f"{_VG_IMG}/VG_100K_2/images2.zip", "vg", ("VG_100K_2/",), kind="images"),
 )
@@ -107,16 +134,24 @@ def _expected() -> tuple[ExpectedFile, ...]:
                 m = f"annotations/{role}_{s}{year}.json"
                 out.append(ExpectedFile("coco", f"coco/{m}", role, f"{s}{year}", _archive_for("coco", m)))
     for s in ("train", "val"):
-        for role, m in (("questions", f"v2_OpenEnded_mscoco_{s}2014_questions.json"),
-                        ("annotations", f"v2_mscoco_{s}2014_annotations.json")):
+        for role, m in (
+            ("questions", f"v2_OpenEnded_mscoco_{s}2014_questions.json"),
+            ("annotations", f"v2_mscoco_{s}2014_annotations.json"),
+        ):
             out.append(ExpectedFile("vqav2", f"vqav2/{m}", role, f"{s}2014", _archive_for("vqav2", m)))
-        for role, m in (("questions", f"OpenEnded_mscoco_{s}2014_questions.json"),
-                        ("annotations", f"mscoco_{s}2014_annotations.json")):
+        for role, m in (
+            ("questions", f"OpenEnded_mscoco_{s}2014_questions.json"),
+            ("annotations", f"mscoco_{s}2014_annotations.json"),
+        ):
             out.append(ExpectedFile("okvqa", f"okvqa/{m}", role, f"{s}2014", _archive_for("okvqa", m)))
         m = f"aokvqa_v1p0_{s}.json"
         out.append(ExpectedFile("aokvqa", f"aokvqa/{m}", "combined", s, _archive_for("aokvqa", m)))
-    for role, m in (("image_data", "image_data.json"), ("regions", "region_descriptions.json"),
-                    ("qa", "question_answers.json"), ("objects", "objects.json")):
+    for role, m in (
+        ("image_data", "image_data.json"),
+        ("regions", "region_descriptions.json"),
+        ("qa", "question_answers.json"),
+        ("objects", "objects.json"),
+    ):
         out.append(ExpectedFile("vg", f"vg/{m}", role, "all", _archive_for("vg", m)))
     return tuple(out)
 
@@ -126,16 +161,36 @@ EXPECTED_FILES: tuple[ExpectedFile, ...] = _expected()
 SOURCE_SPECS: dict[str, SourceSpec] = {
     s.name: s
     for s in (
-        SourceSpec("coco", "COCO captions + instances (2014/2017)", "https://cocodataset.org/#download",
-                   tuple(a for a in ARCHIVES if a.source == "coco")),
-        SourceSpec("vqav2", "VQAv2", "https://visualqa.org/download.html",
-                   tuple(a for a in ARCHIVES if a.source == "vqav2")),
-        SourceSpec("okvqa", "OK-VQA", "https://okvqa.allenai.org/download.html",
-                   tuple(a for a in ARCHIVES if a.source == "okvqa")),
-        SourceSpec("aokvqa", "A-OKVQA v1.0", "https://github.com/allenai/aokvqa",
-                   tuple(a for a in ARCHIVES if a.source == "aokvqa")),
-        SourceSpec("vg", "Visual Genome v1.2", "https://homes.cs.washington.edu/~ranjay/visualgenome/api.html",
-                   tuple(a for a in ARCHIVES if a.source == "vg")),
+        SourceSpec(
+            "coco",
+            "COCO captions + instances (2014/2017)",
+            "https://cocodataset.org/#download",
+            tuple(a for a in ARCHIVES if a.source == "coco"),
+        ),
+        SourceSpec(
+            "vqav2",
+            "VQAv2",
+            "https://visualqa.org/download.html",
+            tuple(a for a in ARCHIVES if a.source == "vqav2"),
+        ),
+        SourceSpec(
+            "okvqa",
+            "OK-VQA",
+            "https://okvqa.allenai.org/download.html",
+            tuple(a for a in ARCHIVES if a.source == "okvqa"),
+        ),
+        SourceSpec(
+            "aokvqa",
+            "A-OKVQA v1.0",
+            "https://github.com/allenai/aokvqa",
+            tuple(a for a in ARCHIVES if a.source == "aokvqa"),
+        ),
+        SourceSpec(
+            "vg",
+            "Visual Genome v1.2",
+            "https://homes.cs.washington.edu/~ranjay/visualgenome/api.html",
+            tuple(a for a in ARCHIVES if a.source == "vg"),
+        ),
     )
 }
 

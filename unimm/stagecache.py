@@ -28,8 +28,11 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, BaseModel):
         return _canonical(obj.model_dump(mode="json"))
     if isinstance(obj, dict):
-        return {str(k): _canonical(v) for k, v in sorted(obj.items())
-                if not any(h in str(k).lower() for h in SECRET_HINTS)}
+        return {
+            str(k): _canonical(v)
+            for k, v in sorted(obj.items())
+            if not any(h in str(k).lower() for h in SECRET_HINTS)
+        }
     if isinstance(obj, (list, tuple)):
         return [_canonical(v) for v in obj]
     if isinstance(obj, Path):

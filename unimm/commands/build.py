@@ -19,7 +19,9 @@ def print_report(report: BuildReport, console: Console) -> None:
         t.add_column(col)
     for s in report.stages:
         counts = ", ".join(f"{k}={v:,}" for k, v in s.counts.items())
-        t.add_row(s.stage, "[green]ran[/]" if s.status == "ran" else "[dim]cached[/]", f"{s.seconds:.1f}", counts)
+        t.add_row(
+            s.stage, "[green]ran[/]" if s.status == "ran" else "[dim]cached[/]", f"{s.seconds:.1f}", counts
+        )
     console.print(t)
     if report.rejected_by_reason:
         rt = Table(title="rejections by reason (every rejected dialogue is kept with its reasons)")
@@ -29,14 +31,18 @@ def print_report(report: BuildReport, console: Console) -> None:
             rt.add_row(reason, f"{n:,}")
         console.print(rt)
     if report.out:
-        console.print(f"{report.dialogues:,} dialogues in {report.out} (check with `unimm verify {report.out}`, "
-                      f"look with `unimm stats {report.out}` / `unimm show {report.out}`)")
+        console.print(
+            f"{report.dialogues:,} dialogues in {report.out} (check with `unimm verify {report.out}`, "
+            f"look with `unimm stats {report.out}` / `unimm show {report.out}`)"
+        )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("build")
     def build_cmd(
-        config: Path = typer.Option(None, "--config", "-c", help="Pipeline YAML (see pipelines/); flags override it."),
+        config: Path = typer.Option(
+            None, "--config", "-c", help="Pipeline YAML (see pipelines/); flags override it."
+        ),
         sources: str = typer.Option(None, help="Comma-separated sources: coco,vqav2,okvqa,aokvqa,vg."),
         data_root: Path = typer.Option(None, help="Folder with one subfolder per source (default data/)."),
         image_root: Path = typer.Option(None, help="Where image files live (default: the data root)."),
@@ -44,11 +50,15 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("shards"), help="Folder for the WebDataset shards and manifest.json."),
         llm: str = typer.Option(None, help="Generation backend: template | local | openai."),
         model: str = typer.Option(None, help="Model name (openai backend) or GGUF path (local backend)."),
-        base_url: list[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (repeatable)."),
+        base_url: list[str] = typer.Option(
+            None, "--base-url", help="OpenAI-compatible endpoint (repeatable)."
+        ),
         limit: int = typer.Option(None, help="Generate for at most N images (a quick partial run)."),
         min_sources: int = typer.Option(None, help="Keep only images annotated by at least N sources."),
         until: str = typer.Option("shards", help=f"Stop after this stage: {' | '.join(STAGES)}."),
-        set_: list[str] = typer.Option(None, "--set", help="Override any config key: --set filter.min_turns=2."),
+        set_: list[str] = typer.Option(
+            None, "--set", help="Override any config key: --set filter.min_turns=2."
+        ),
     ) -> None:
         """Run every stage (ingest, merge, generate, filter, dedup, decontaminate, shards) with caching.
 

@@ -16,8 +16,10 @@ from unimm.workdir import DEFAULT_WORK
 def print_summary(summary: MergeSummary, console: Console | None = None) -> None:
     """Images by number of sources and by combination, and how many qualify for UniMM-Chat."""
     console = console or Console()
-    t = Table(title=f"merge: {summary.images_kept:,} of {summary.images_total:,} images kept, "
-                    f"{summary.partitions} partition(s)")
+    t = Table(
+        title=f"merge: {summary.images_kept:,} of {summary.images_total:,} images kept, "
+        f"{summary.partitions} partition(s)"
+    )
     t.add_column("sources per image", justify="right")
     t.add_column("images", justify="right")
     for n, count in sorted(summary.by_source_count.items()):
@@ -50,7 +52,9 @@ def print_summary(summary: MergeSummary, console: Console | None = None) -> None
 def register(app: typer.Typer) -> None:
     @app.command("merge")
     def merge_cmd(
-        work: Path = typer.Option(DEFAULT_WORK, help="Work directory holding ingest/ (written by `unimm ingest`)."),
+        work: Path = typer.Option(
+            DEFAULT_WORK, help="Work directory holding ingest/ (written by `unimm ingest`)."
+        ),
         sources: str = typer.Option(None, help="Comma-separated sources to merge (default: all ingested)."),
         require: list[str] = typer.Option(
             [], "--require", help="Keep only images annotated by this source (repeatable)."
