@@ -9,6 +9,7 @@ Arrow struct array plus offsets.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -53,18 +54,18 @@ def expected(source: str) -> list[ExpectedFile]:
     return [f for f in EXPECTED_FILES if f.source == source]
 
 
-class Ingester:
+class Ingester(abc.ABC):
     """One source family. Subclasses set `name` and implement `missing` and `read`."""
 
     name: ClassVar[str]
 
+    @abc.abstractmethod
     def missing(self, data_root: Path) -> list[tuple[str, str]]:
         """Files (path, archive URL) that must be added before this source can be read; [] if ready."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def read(self, data_root: Path) -> SourceTables:
         """Decode the source's files under `data_root` into conformed annotation and image tables."""
-        raise NotImplementedError
 
     # helpers shared by the subclasses
     def _exists(self, data_root: Path, f: ExpectedFile) -> bool:

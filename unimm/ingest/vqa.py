@@ -13,6 +13,7 @@ before the next split is read.
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Literal
 
@@ -221,8 +222,9 @@ class _PairIngester(Ingester):
     def _question_type_expr(self, types: dict[str, str]) -> pl.Expr:
         return pl.col("question_type")
 
+    @abc.abstractmethod
     def _annotations(self, path: Path) -> tuple[pl.DataFrame, str | None, dict[str, str]]:
-        raise NotImplementedError
+        """Decode one annotations file: the answer table, its data_subtype and question-type names."""
 
 
 class Vqav2Ingester(_PairIngester):
