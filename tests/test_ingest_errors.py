@@ -134,6 +134,45 @@ def test_vg_region_of_unknown_image(data: Path, tmp_path: Path) -> None:
     assert (e.value.record, e.value.field) == ("[1]", "id") and "77" in e.value.message
 
 
+def test_vg_attributes_wrong_type(data: Path, tmp_path: Path) -> None:
+    f = data / "vg" / "attributes.json"
+    edit(f, lambda d: d[0]["attributes"][1].__setitem__("attributes", "black"))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert (e.value.file, e.value.record, e.value.field) == (str(f), "[0].attributes[1]", "attributes")
+    assert "Expected `array" in e.value.message
+
+
+def test_vg_attributes_object_of_unknown_image(data: Path, tmp_path: Path) -> None:
+    f = data / "vg" / "attributes.json"
+    edit(f, lambda d: d[1].__setitem__("image_id", 77))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert (e.value.file, e.value.record, e.value.field) == (str(f), "[1]", "image_id")
+    assert "77" in e.value.message
+
+
+def test_vg_attributes_only_object_needs_a_name(data: Path, tmp_path: Path) -> None:
+    f = data / "vg" / "attributes.json"
+    edit(f, lambda d: d[0]["attributes"][1].__setitem__("names", []))  # object 1058507: not in objects.json
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert (e.value.file, e.value.record, e.value.field) == (str(f), "[0].attributes[1]", "names")
+    # an object objects.json names needs no name in attributes.json: it only adds attributes
+    edit(f, lambda d: d[0]["attributes"][1].__setitem__("names", ["sign"]))
+    edit(f, lambda d: d[0]["attributes"][0].__setitem__("names", []))
+    (r,) = run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert r.annotations["object"] == 3
+
+
+def test_coco_iscrowd_out_of_range(data: Path, tmp_path: Path) -> None:
+    f = data / "coco" / "annotations" / "instances_train2017.json"
+    edit(f, lambda d: d["annotations"][1].__setitem__("iscrowd", 2))
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["coco"], jobs=1)
+    assert (e.value.file, e.value.record, e.value.field) == (str(f), "annotations[1]", "iscrowd")
+
+
 def test_aokvqa_choice_index_out_of_range(data: Path, tmp_path: Path) -> None:
     edit(data / "aokvqa" / "aokvqa_v1p0_train.json", lambda d: d[1].__setitem__("correct_choice_idx", 4))
     with pytest.raises(InputError) as e:
@@ -176,6 +215,7 @@ def test_source_with_no_files_lists_all_and_reads_nothing(data: Path, tmp_path: 
     assert "vqav2/v2_OpenEnded_mscoco_train2014_questions.json" in paths
     assert "vqav2/v2_mscoco_val2014_annotations.json" in paths
     assert "vg/image_data.json" in paths and "vg/region_descriptions.json" in paths
+    assert "vg/attributes.json" not in paths  # optional: read when present, never asked for
     assert "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/v2_Annotations_Val_mscoco.zip" in str(e.value)
     assert leftovers(tmp_path / "work") == []
 

@@ -13,7 +13,7 @@ from unimm.ingest import run_ingest
 from unimm.schema import Annotation, Answer, ImageRef
 from unimm.workdir import ingest_images, ingest_table
 
-VG_FILES = ("image_data", "region_descriptions", "question_answers", "objects")
+VG_FILES = ("image_data", "region_descriptions", "question_answers", "objects", "attributes")
 
 
 def data_root(realdata: Path, tmp_path: Path, *, coco2014_copy: bool = False) -> Path:
@@ -83,6 +83,16 @@ def test_coco_real_boxes_match_the_file(work: Path, realdata: Path) -> None:
         assert row["bbox"] == pytest.approx([x / w, y / h, bw / w, bh / h], abs=1e-5)
 
 
+def test_coco_real_crowd_boxes_keep_iscrowd(work: Path, realdata: Path) -> None:
+    crowd: dict[str, bool] = {}
+    for split in ("train", "val"):
+        doc = json.loads((realdata / "coco-mini" / "annotations" / f"instances_{split}2017.json").read_text())
+        crowd |= {str(a["id"]): a["iscrowd"] == 1 for a in doc["annotations"]}
+    df = pl.read_parquet(ingest_table(work, "coco")).filter(pl.col("kind") == "object")
+    assert dict(zip(df["source_id"], df["iscrowd"], strict=True)) == crowd
+    assert sum(crowd.values()) == 13  # the excerpt has real crowd boxes (8 train, 5 val)
+
+
 def test_coco_image_refs(work: Path) -> None:
     imgs = {r["file_name"]: r for r in pl.read_parquet(ingest_images(work, "coco")).iter_rows(named=True)}
     r = imgs["coco/train2017/000000493652.jpg"]
@@ -105,6 +115,59 @@ def test_vg_real_records(work: Path) -> None:
     imgs = pl.read_parquet(ingest_images(work, "vg"))
     assert imgs["image_key"].to_list() == ["vg_1", "vg_2", "vg_3", "vg_4", "vg_5"]
     assert imgs["file_name"].to_list()[:2] == ["vg/VG_100K_2/1.jpg", "vg/VG_100K/2.jpg"]
+
+
+def _vg_objects(df: pl.DataFrame) -> dict[str, dict]:
+    return {r["source_id"]: r for r in df.filter(pl.col("kind") == "object").iter_rows(named=True)}
+
+
+def test_vg_real_objects_keep_every_name_and_synset(work: Path, realdata: Path) -> None:
+    raw = json.loads((realdata / "visual_genome" / "objects.json").read_text())
+    got = _vg_objects(pl.read_parquet(ingest_table(work, "vg")))
+    listed = [o for im in raw for o in im["objects"]]
+    assert len(got) == len(listed)
+    for o in listed:
+        row = got[str(o["object_id"])]
+        assert row["names"] == [n.strip() for n in o["names"]] and row["text"] == row["names"][0]
+        assert row["synsets"] == o["synsets"]
+    monitor = got["1060246"]  # a real object with two names
+    assert monitor["names"] == ["monitor", "computer"] and monitor["synsets"] == ["monitor.n.04"]
+    assert sum(len(r["names"]) > 1 for r in got.values()) == 12
+    assert got["1058536"]["synsets"] == []  # "work truck": VG gives it no synset
+
+
+def test_vg_real_attributes_match_the_file(work: Path, realdata: Path) -> None:
+    raw = json.loads((realdata / "visual_genome" / "attributes.json").read_text())
+    got = _vg_objects(pl.read_parquet(ingest_table(work, "vg")))
+    for o in (o for im in raw for o in im["attributes"]):
+        want = list(dict.fromkeys(a.strip().lower() for a in o.get("attributes") or [] if a.strip()))
+        assert got[str(o["object_id"])]["attributes"] == want
+    assert got["1058498"]["attributes"] == ["green", "tall"]  # the clock of "What color is the clock?"
+    assert got["1058508"]["attributes"] == ["tall", "brick", "made of bricks"]
+    assert got["5045"]["attributes"] == []  # listed without attributes
+    assert sum(bool(r["attributes"]) for r in got.values()) > 50
+
+
+def test_real_records_merge_with_their_grounding_fields(work: Path) -> None:
+    from unimm.merge import MergeConfig, merge, merged_parts
+    from unimm.schema import MergedImage
+
+    merge(work, MergeConfig())
+    recs = {}
+    for p in merged_parts(work):
+        for row in pl.read_parquet(p).iter_rows(named=True):
+            m = MergedImage.model_validate(row)
+            recs[m.image_key] = m
+    clock = next(o for o in recs["vg_1"].objects if o.source_ids == ["1058498"])
+    assert (clock.name, clock.names, clock.synsets, clock.attributes) == (
+        "clock",
+        ["clock"],
+        ["clock.n.01"],
+        ["green", "tall"],
+    )
+    assert clock.iscrowd is None
+    crowd = [o for r in recs.values() for o in r.objects if o.iscrowd]
+    assert len(crowd) == 13 and all(o.sources == ["coco"] for o in crowd)
 
 
 def test_sample_rows_validate_against_the_models(work: Path) -> None:

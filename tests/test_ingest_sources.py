@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from unimm.ingest import INGESTERS, run_ingest
+from unimm.ingest import INGESTERS, check_inputs, run_ingest
 from unimm.schema import Annotation, Answer, ImageRef
 from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA
 from unimm.workdir import ingest_images, ingest_table
@@ -59,6 +59,13 @@ def test_coco_instances_boxes_normalised_and_clipped(ingested: Path) -> None:
     # the crowd box runs past the 640x480 image: clipped to the image
     assert objs["900100264627"].text == "person"
     assert objs["900100264627"].bbox == pytest.approx([600 / 640, 400 / 480, 40 / 640, 80 / 480], abs=1e-6)
+
+
+def test_coco_instances_keep_iscrowd(ingested: Path) -> None:
+    objs = by_id([a for a in rows(ingested, "coco") if a.kind == "object"])
+    assert objs["900100264627"].iscrowd is True and objs["151091"].iscrowd is False
+    assert all(a.iscrowd is None for a in rows(ingested, "coco") if a.kind == "caption")
+    assert objs["151091"].names == [] and objs["151091"].attributes == []  # VG-only fields stay empty
 
 
 def test_coco_image_refs_once_per_release_file(ingested: Path) -> None:
@@ -120,6 +127,14 @@ def test_aokvqa_choices_and_rationales(ingested: Path) -> None:
     assert refs(ingested, "aokvqa")[0].file_name == "coco/train2017/000000299207.jpg"
 
 
+def test_aokvqa_difficult_direct_answer_kept(ingested: Path) -> None:
+    anns = rows(ingested, "aokvqa")
+    qa = by_id([a for a in anns if a.kind == "qa"])
+    assert qa["22MexNkBPpdZGX6sxbxVBH"].difficult is False
+    assert qa["2Mo2Kv6qEZomdvtKkMb3F5"].difficult is True
+    assert all(a.difficult is None for a in anns if a.kind == "rationale")
+
+
 def test_vg_regions_qa_objects(ingested: Path) -> None:
     anns = rows(ingested, "vg")
     regions = by_id([a for a in anns if a.kind == "region"])
@@ -134,21 +149,42 @@ def test_vg_regions_qa_objects(ingested: Path) -> None:
     assert qa["986780"].answer == "Parked on the street"
     objs = by_id([a for a in anns if a.kind == "object"])
     assert objs["3000"].text == "man" and objs["1058498"].image_key == "vg_1"
+    assert objs["3000"].names == ["man", "person"] and objs["3000"].synsets == ["man.n.01"]
     files = {r.vg_id: r for r in refs(ingested, "vg")}
     assert files[1].file_name == "vg/VG_100K_2/1.jpg" and files[1].image_key == "vg_1"
     assert files[2339].file_name == "vg/VG_100K/2339.jpg" and files[2339].coco_id == 391895
+
+
+def test_vg_attributes_attached_by_image_and_object_id(ingested: Path) -> None:
+    objs = by_id([a for a in rows(ingested, "vg") if a.kind == "object"])
+    # trimmed, lower-cased, empty and repeated ones dropped; the object's two entries unioned
+    assert objs["1058498"].attributes == ["green", "tall", "round"]
+    assert objs["1058498"].names == ["clock"] and objs["1058498"].synsets == ["clock.n.01"]
+    assert objs["3000"].attributes == []  # listed in attributes.json without any
+    # listed only in attributes.json: still an object, with its names, synsets and box
+    sign = objs["1058507"]
+    assert (sign.text, sign.names, sign.synsets, sign.attributes) == (
+        "sign",
+        ["sign", "street sign"],
+        ["sign.n.02"],
+        ["black"],
+    )
+    assert sign.image_key == "vg_1"
+    assert sign.bbox == pytest.approx([118 / 800, 13 / 600, 88 / 800, 182 / 600], abs=1e-6)
+    assert [a.source_id for a in rows(ingested, "vg") if a.kind == "object"] == ["1058498", "3000", "1058507"]
 
 
 def test_results_report_counts(tmp_path: Path) -> None:
     results = run_ingest(FIXTURES, tmp_path, ["vg", "aokvqa"], jobs=1)
     assert [r.source for r in results] == ["aokvqa", "vg"]
     vg = results[1]
-    assert vg.annotations == {"qa": 2, "region": 3, "object": 2} and vg.images == 2
+    assert vg.annotations == {"qa": 2, "region": 3, "object": 3} and vg.images == 2
     assert vg.files == [
         "vg/image_data.json",
         "vg/region_descriptions.json",
         "vg/question_answers.json",
         "vg/objects.json",
+        "vg/attributes.json",
     ]
     assert Path(vg.table) == ingest_table(tmp_path, "vg") and Path(vg.table).is_file()
     assert results[0].annotations == {"qa": 2, "rationale": 6}
@@ -159,8 +195,32 @@ def test_optional_files_may_be_absent(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "vg", data / "vg")
     (data / "vg" / "objects.json").unlink()
     (data / "vg" / "question_answers.json").unlink()
+    (data / "vg" / "attributes.json").unlink()
+    assert check_inputs(data, ["vg"]) is None  # attributes.json is never asked for
     (r,) = run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
     assert r.annotations == {"region": 3}
+
+
+def test_vg_objects_from_attributes_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "vg", data / "vg")
+    (data / "vg" / "objects.json").unlink()
+    (r,) = run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert r.annotations["object"] == 3  # the clock listed twice is one object
+    objs = by_id([a for a in rows(tmp_path / "work", "vg") if a.kind == "object"])
+    assert objs["1058498"].attributes == ["green", "tall", "round"]
+    assert objs["3000"].names == ["man", "person"] and objs["3000"].synsets == ["man.n.01"]
+    assert objs["3000"].bbox == pytest.approx([100 / 640, 100 / 480, 100 / 640, 200 / 480], abs=1e-6)
+
+
+def test_vg_without_attributes_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "vg", data / "vg")
+    (data / "vg" / "attributes.json").unlink()
+    (r,) = run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert r.annotations["object"] == 2 and "vg/attributes.json" not in r.files
+    objs = by_id([a for a in rows(tmp_path / "work", "vg") if a.kind == "object"])
+    assert objs["1058498"].attributes == [] and objs["3000"].names == ["man", "person"]
 
 
 @pytest.mark.slow

@@ -157,6 +157,89 @@ def test_groups_by_image_and_keeps_every_provenance(work: Path):
     assert read_summary(work) == summary
 
 
+def test_grounding_fields_carried_and_unioned(tmp_path: Path):
+    work = tmp_path / "work"
+    box, other = [0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.2, 0.2]
+    write_ingest(
+        work,
+        "coco",
+        [
+            _ann(K1, "coco", "object", "1", "person", bbox=box, iscrowd=True),
+            _ann(K1, "coco", "object", "2", "dog", bbox=other, iscrowd=False),
+        ],
+        [_img(K1, "coco", coco_id=9)],
+    )
+    write_ingest(
+        work,
+        "vqav2",
+        [_ann(K1, "vqav2", "qa", "q1", "What is it?", answer="dog")],
+        [_img(K1, "vqav2", coco_id=9)],
+    )
+    write_ingest(
+        work,
+        "aokvqa",
+        [
+            _ann(K1, "aokvqa", "qa", "a1", "What is it?", answer="dog", difficult=True),
+            _ann(K1, "aokvqa", "qa", "a2", "Who owns it?", answer="a boy", difficult=False),
+        ],
+        [_img(K1, "aokvqa", coco_id=9)],
+    )
+    vg = {"names": ["person", "man"], "synsets": ["person.n.01"], "attributes": ["standing"]}
+    write_ingest(
+        work,
+        "vg",
+        [
+            _ann(K1, "vg", "object", "o1", "Person", bbox=box, **vg),
+            _ann(
+                K1,
+                "vg",
+                "object",
+                "o2",
+                "person",
+                bbox=box,
+                names=["person"],
+                synsets=["person.n.01"],
+                attributes=["tall", "standing"],
+            ),
+            _ann(K1, "vg", "object", "o3", "tree", bbox=other, names=["tree"], synsets=["tree.n.01"]),
+        ],
+        [_img(K1, "vg", split="all", vg_id=3, coco_id=9)],
+    )
+    summary = merge(work, MergeConfig())
+    r = _records(work)[K1]  # validated through MergedImage
+    person, dog, tree = r.objects
+    assert person.sources == ["coco", "vg", "vg"] and person.name == "person"
+    assert person.iscrowd is True  # a crowd if any duplicate is one
+    assert (person.names, person.synsets, person.attributes) == (
+        ["person", "man"],
+        ["person.n.01"],
+        ["standing", "tall"],
+    )
+    assert (dog.iscrowd, dog.names, dog.attributes) == (False, [], [])
+    assert (tree.iscrowd, tree.names, tree.synsets) == (None, ["tree"], ["tree.n.01"])
+    what, who = r.qas
+    assert what.sources == ["vqav2", "aokvqa"] and what.difficult is True
+    assert who.difficult is False
+    assert summary.duplicates_collapsed["object"] == 2 and summary.duplicates_collapsed["qa"] == 1
+
+
+def test_grounding_fields_unknown_stay_null(work: Path):
+    merge(work, MergeConfig())
+    r = _records(work)[K1]
+    assert all(q.difficult is None for q in r.qas)
+    assert [(o.iscrowd, o.names, o.synsets, o.attributes) for o in r.objects] == [(None, [], [], [])]
+
+
+def test_ingest_table_from_an_older_unimm_is_a_clear_error(work: Path):
+    from unimm import workdir
+    from unimm.errors import UnimmError
+
+    path = workdir.ingest_table(work, "vg")
+    pl.read_parquet(path).drop("attributes", "synsets").write_parquet(path)
+    with pytest.raises(UnimmError, match=r"no column synsets, attributes.*unimm ingest --sources vg"):
+        merge(work, MergeConfig())
+
+
 def test_min_sources_and_require(work: Path):
     s = merge(work, MergeConfig(min_sources=2))
     assert sorted(_records(work)) == [K1] and s.images_kept == 1 and s.images_total == 3

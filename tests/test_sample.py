@@ -195,6 +195,40 @@ def test_pictures_are_true_to_the_annotations(demo: Path) -> None:
     assert vg_regions >= 20
 
 
+def test_grounding_fields_are_written_and_true(demo: Path) -> None:
+    for split in ("train2014", "val2014", "train2017", "val2017"):
+        insts = load(demo, f"coco/annotations/instances_{split}.json")["annotations"]
+        assert all(a["iscrowd"] == 0 for a in insts)  # each shape is one object
+    for part in ("train", "val"):
+        assert all(
+            isinstance(row["difficult_direct_answer"], bool)
+            for row in load(demo, f"aokvqa/aokvqa_v1p0_{part}.json")
+        )
+    objects = load(demo, "vg/objects.json")
+    assert all(len(o["synsets"]) == 1 for e in objects for o in e["objects"])
+    attributes = load(demo, "vg/attributes.json")
+    # attributes.json repeats objects.json, each object with the colour it is drawn in
+    assert [e["image_id"] for e in attributes] == [e["image_id"] for e in objects]
+    for a_entry, o_entry in zip(attributes, objects, strict=True):
+        assert [{k: v for k, v in o.items() if k != "attributes"} for o in a_entry["attributes"]] == o_entry[
+            "objects"
+        ]
+    checked = 0
+    for entry in attributes:
+        pixels = np.asarray(
+            Image.open(demo / "vg" / "VG_100K" / f"{entry['image_id']}.jpg").convert("RGB"), dtype=float
+        )
+        for o in entry["attributes"]:
+            (colour,) = o["attributes"]
+            if o["names"] == ["background"]:
+                assert nearest_colour(tuple(pixels[1, 1])) == colour  # a corner shows the background
+            else:
+                assert o["names"][0] in KINDS
+                assert _centre_colour(pixels, [o["x"], o["y"], o["w"], o["h"]]) == colour
+                checked += 1
+    assert checked >= 20
+
+
 def test_demo_is_deterministic_and_seed_dependent(tmp_path: Path) -> None:
     a = write_demo(tmp_path / "a", seed=7, images=6)
     b = write_demo(tmp_path / "b", seed=7, images=6)

@@ -6,9 +6,10 @@ hash of the image key, sorted by key) and `work/merged/summary.json`.
 
 Exact duplicate texts across (or within) sources collapse into one item whose `sources` and
 `source_ids` lists keep every provenance (`sources[i]` is the source of `source_ids[i]`), so no
-annotation is lost or counted twice. Order is deterministic: source order of `SOURCES`, then the
-order of the source files. All of it is polars expressions over whole columns; nothing loops over
-rows in Python.
+annotation is lost or counted twice. Collapsed objects join their names, synsets and attributes
+(first-seen order) and are a crowd if any of them is; a collapsed QA is difficult if any is.
+Order is deterministic: source order of `SOURCES`, then the order of the source files. All of it
+is polars expressions over whole columns; nothing loops over rows in Python.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from unimm import workdir
-from unimm.errors import ConfigError, MissingStageOutputError
+from unimm.errors import ConfigError, MissingStageOutputError, UnimmError
 from unimm.keys import partition_expr
 from unimm.schema import SOURCES
 from unimm.sources import SOURCE_SPECS
+from unimm.tables import ANNOTATION_SCHEMA
 
 _RANK = {s: i for i, s in enumerate(SOURCES)}
 IMAGES_PER_PARTITION = 20_000
@@ -73,6 +75,16 @@ def _bbox_keys() -> list[pl.Expr]:
     return [pl.col("bbox").list.get(i, null_on_oob=True) for i in range(4)]
 
 
+def _any(col: str) -> pl.Expr:
+    """A flag of collapsed duplicates: true if any says so, null only if none knows (max of bools)."""
+    return pl.col(col).max()
+
+
+def _union(col: str) -> pl.Expr:
+    """The lists of collapsed duplicates joined, repeats dropped, first-seen order kept."""
+    return pl.col(col).list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True)
+
+
 def _image_int() -> pl.Expr:
     """A 64-bit integer per image key, used as the group key: hashing 8M 17-character strings in
     every group-by costs more than parsing them once. Keys are `<prefix>_<digits>`."""
@@ -81,11 +93,22 @@ def _image_int() -> pl.Expr:
     return pl.when(key.str.starts_with("coco_")).then(digits).otherwise(digits + (1 << 40)).alias("_img")
 
 
+def _check_columns(path: Path, source: str) -> None:
+    """A table from an older ingest lacks newer columns: say so instead of failing mid-query."""
+    lacking = [c for c in ANNOTATION_SCHEMA if c not in pl.read_parquet_schema(path)]
+    if lacking:
+        raise UnimmError(
+            f"{path} was written by an older unimm (no column {', '.join(lacking)}): "
+            f"run `unimm ingest --sources {source}` again"
+        )
+
+
 def _load(work: Path, sources: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     for s in sources:
         for p in (workdir.ingest_table(work, s), workdir.ingest_images(work, s)):
             if not p.exists():
                 raise MissingStageOutputError(p, f"unimm ingest --sources {s}")
+        _check_columns(workdir.ingest_table(work, s), s)
     ann = pl.concat(
         [
             pl.scan_parquet(workdir.ingest_table(work, s)).with_columns(
@@ -163,11 +186,20 @@ def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str
             pl.col("question_type").first(),
             pl.col("answer_type").first(),
             pl.col("rationales").list.explode(keep_nulls=False, empty_as_null=False),
+            _any("difficult"),
         ],
     )
     regions = _collapse(ann, "region", _bbox_keys(), [pl.col("text").first(), pl.col("bbox").first()])
     objects = _collapse(
-        ann, "object", _bbox_keys(), [pl.col("text").first().alias("name"), pl.col("bbox").first()]
+        ann,
+        "object",
+        _bbox_keys(),
+        [
+            pl.col("text").first().alias("name"),
+            pl.col("bbox").first(),
+            _any("iscrowd"),
+            *[_union(c) for c in ("names", "synsets", "attributes")],
+        ],
     )
 
     files = (

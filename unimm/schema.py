@@ -66,6 +66,17 @@ class Annotation(Record):
     bbox: list[float] | None = Field(
         None, description="[x, y, w, h] normalised to [0, 1] by the annotated image's own width/height."
     )
+    iscrowd: bool | None = Field(
+        None, description="COCO instances `iscrowd`: a crowd box covers several objects (a lower bound)."
+    )
+    names: list[str] = Field(
+        default_factory=list, description="Every name of a VG object (`text` is the first one)."
+    )
+    synsets: list[str] = Field(default_factory=list, description="WordNet synsets of a VG object.")
+    attributes: list[str] = Field(
+        default_factory=list, description="VG attributes of an object (colours, materials), trimmed."
+    )
+    difficult: bool | None = Field(None, description="A-OKVQA `difficult_direct_answer`.")
 
     @field_validator("bbox")
     @classmethod
@@ -118,6 +129,7 @@ class MergedQA(Provenance):
     question_type: str | None = None
     answer_type: str | None = None
     rationales: list[str] = Field(default_factory=list)
+    difficult: bool | None = Field(None, description="A-OKVQA `difficult_direct_answer`.")
 
 
 class MergedRegion(Provenance):
@@ -126,8 +138,15 @@ class MergedRegion(Provenance):
 
 
 class MergedObject(Provenance):
+    """An annotated object: a COCO instance (name = category, `iscrowd`) or a VG object (every
+    name, synsets, attributes)."""
+
     name: str
     bbox: list[float] | None = None
+    iscrowd: bool | None = None
+    names: list[str] = Field(default_factory=list)
+    synsets: list[str] = Field(default_factory=list)
+    attributes: list[str] = Field(default_factory=list)
 
 
 class ImageFile(Record):
@@ -203,6 +222,68 @@ class GeneratorInfo(Record):
     )
 
 
+CheckKind = Literal["object", "count", "existence", "attribute", "qa", "judge"]
+JudgeLabel = Literal["supported", "unsupported", "not_checkable"]
+
+
+class TurnGrounding(Record):
+    """What the grounding checks found in one assistant turn."""
+
+    turn: int = Field(description="Index of the assistant turn in Chat.turns.")
+    checks: list[CheckKind] = Field(default_factory=list, description="Checks that applied to this turn.")
+    failures: list[str] = Field(
+        default_factory=list,
+        description="Failed checks as reasons, e.g. hallucinated_object:giraffe, count_mismatch:bus:5!=2.",
+    )
+    objects: list[str] = Field(
+        default_factory=list, description="Vocabulary objects the turn asserts (canonical names)."
+    )
+    hallucinated: list[str] = Field(default_factory=list, description="Of `objects`, those unsupported.")
+    judge: JudgeLabel | None = Field(None, description="The LLM judge's verdict, when the judge ran.")
+    judge_reason: str | None = None
+
+
+class JudgeVerdict(Record):
+    """The LLM judge's verdict on one assistant turn."""
+
+    turn: int = Field(description="Index of the assistant turn in the dialogue's turns.")
+    verdict: JudgeLabel
+    reason: str = ""
+
+
+class JudgeAnswerVerdict(Record):
+    """The judge's verdict on one answer, numbered as the judge was shown it (A1 = 1)."""
+
+    answer: int = Field(ge=1, description="Number of the assistant answer in the judge's prompt (A1 = 1).")
+    verdict: JudgeLabel
+    reason: str = Field("", max_length=200, description="One short sentence.")
+
+
+class JudgeResponse(Record):
+    """What the LLM judge must answer: one verdict per answer it rates."""
+
+    verdicts: list[JudgeAnswerVerdict] = Field(min_length=1, max_length=32)
+
+
+class GroundingReport(Record):
+    """Per-dialogue grounding: score, coverage and CHAIR figures (Rohrbach et al. 2018)."""
+
+    score: float | None = Field(None, description="Passed checks / checks; None when nothing was checkable.")
+    coverage: float = Field(description="Share of assistant turns with at least one check.")
+    checks: int = 0
+    passed: int = 0
+    mentioned: int = Field(0, description="Distinct vocabulary objects asserted by the assistant.")
+    hallucinated: int = Field(0, description="Of those, how many the annotations do not support.")
+    chair_i: float | None = Field(
+        None, description="hallucinated / mentioned; None when nothing was mentioned."
+    )
+    chair_s: bool | None = Field(
+        None, description="Any hallucinated object; None when nothing was mentioned."
+    )
+    turns: list[TurnGrounding] = Field(default_factory=list)
+    judge_fingerprint: str | None = Field(None, description="Judge prompt fingerprint, when the judge ran.")
+
+
 class Chat(Record):
     """One dialogue about one image: generation output, filter input, and each shard's `<key>.json`.
 
@@ -217,6 +298,7 @@ class Chat(Record):
     sources: list[Source]
     generator: GeneratorInfo
     grounding_score: float | None = None
+    grounding: GroundingReport | None = Field(None, description="Set by the filter stage.")
 
     @field_validator("id")
     @classmethod
@@ -261,4 +343,6 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "chat": Chat,
     "generation_failure": GenerationFailure,
     "reject": Reject,
+    "grounding_report": GroundingReport,
+    "judge_response": JudgeResponse,
 }

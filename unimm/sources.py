@@ -9,7 +9,7 @@ Data root convention (`--data-root`, default `data/`), one folder per source:
     okvqa/OpenEnded_mscoco_{train,val}2014_questions.json, okvqa/mscoco_{train,val}2014_annotations.json
     aokvqa/aokvqa_v1p0_{train,val}.json
     vg/image_data.json, vg/region_descriptions.json, vg/question_answers.json, vg/objects.json,
-        images in vg/VG_100K/ and vg/VG_100K_2/
+        vg/attributes.json (optional), images in vg/VG_100K/ and vg/VG_100K_2/
 """
 
 from __future__ import annotations
@@ -42,15 +42,19 @@ class Archive:
 
 @dataclass(frozen=True)
 class ExpectedFile:
-    """One official file, its role in its source and the split it holds."""
+    """One official file, its role in its source and the split it holds.
+
+    `optional` files are read when present and never reported missing (VG `attributes.json`).
+    """
 
     source: str
     path: str  # relative to the data root
-    role: (
-        str  # captions | instances | questions | annotations | combined | image_data | regions | qa | objects
-    )
+    # captions | instances | questions | annotations | combined | image_data | regions | qa | objects
+    # | attributes
+    role: str
     split: str
     archive_url: str
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,13 @@ ARCHIVES: tuple[Archive, ...] = (
     ),
     *(
         Archive(f"{_VG}/{name}.zip", "vg", (name,))
-        for name in ("image_data.json", "region_descriptions.json", "question_answers.json", "objects.json")
+        for name in (
+            "image_data.json",
+            "region_descriptions.json",
+            "question_answers.json",
+            "objects.json",
+            "attributes.json",
+        )
     ),
     Archive(f"{_VG_IMG}/VG_100K_2/images.zip", "vg", ("VG_100K/",), kind="images"),
     Archive(f"{_VG_IMG}/VG_100K_2/images2.zip", "vg", ("VG_100K_2/",), kind="images"),
@@ -153,6 +163,9 @@ def _expected() -> tuple[ExpectedFile, ...]:
         ("objects", "objects.json"),
     ):
         out.append(ExpectedFile("vg", f"vg/{m}", role, "all", _archive_for("vg", m)))
+    # per-object attributes (colours, materials): grounding uses them when present
+    m = "attributes.json"
+    out.append(ExpectedFile("vg", f"vg/{m}", "attributes", "all", _archive_for("vg", m), optional=True))
     return tuple(out)
 
 

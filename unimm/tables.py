@@ -6,7 +6,13 @@ tests validate sample rows back through the pydantic models, so the two cannot d
 
 from __future__ import annotations
 
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
 import polars as pl
+from pydantic import BaseModel
+
+from unimm.schema import GroundingReport
 
 ANSWER_DTYPE = pl.Struct({"text": pl.Utf8, "raw": pl.Utf8, "confidence": pl.Utf8})
 
@@ -26,6 +32,11 @@ ANNOTATION_SCHEMA = pl.Schema(
         "question_type": pl.Utf8,
         "answer_type": pl.Utf8,
         "bbox": pl.List(pl.Float32),
+        "iscrowd": pl.Boolean,
+        "names": pl.List(pl.Utf8),
+        "synsets": pl.List(pl.Utf8),
+        "attributes": pl.List(pl.Utf8),
+        "difficult": pl.Boolean,
     }
 )
 
@@ -61,6 +72,25 @@ def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     return df.select(exprs)
 
 
+def polars_dtype(annotation: Any) -> pl.DataType:
+    """The polars dtype of a pydantic field annotation (str, int, float, bool, Literal, Optional,
+    list, nested model), so nested tables are derived from unimm.schema instead of restated."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return polars_dtype(inner)
+    if origin is Literal:
+        return pl.Utf8()
+    if origin is list:
+        return pl.List(polars_dtype(args[0]))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pl.Struct({n: polars_dtype(f.annotation) for n, f in annotation.model_fields.items()})
+    scalar = {str: pl.Utf8(), int: pl.Int64(), float: pl.Float64(), bool: pl.Boolean()}
+    if annotation in scalar:
+        return scalar[annotation]
+    raise TypeError(f"no polars dtype for {annotation!r}")
+
+
 # Chat rows (generation output, filter input): nested columns mirror unimm.schema.Chat exactly.
 CHAT_SCHEMA = pl.Schema(
     {
@@ -79,6 +109,7 @@ CHAT_SCHEMA = pl.Schema(
             }
         ),
         "grounding_score": pl.Float64,
+        "grounding": polars_dtype(GroundingReport),
     }
 )
 

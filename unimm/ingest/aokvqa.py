@@ -2,7 +2,8 @@
 
 Each item gives a multiple-choice question (canonical answer = the correct choice), ten direct
 answers, and three rationales; each rationale becomes its own `rationale` row pointing at its
-question through `parent_id`. Image ids are COCO 2017 ids (same numbers as 2014).
+question through `parent_id`. `difficult_direct_answer` (the annotators' direct answers disagree)
+is kept as the qa row's `difficult`. Image ids are COCO 2017 ids (same numbers as 2014).
 
 Memory: the files are small (17k train items); one split is decoded at a time.
 """
@@ -38,6 +39,7 @@ class AokvqaItem(msgspec.Struct, gc=False):
     direct_answers: list[str]
     rationales: list[str]
     split: str | None = None
+    difficult_direct_answer: bool | None = None
 
 
 class AokvqaIngester(Ingester):
@@ -89,8 +91,14 @@ class AokvqaIngester(Ingester):
                     None,
                     [len(it.direct_answers) for it in items],
                 ),
+                "difficult": [it.difficult_direct_answer for it in items],
             },
-            schema_overrides={"image_id": pl.Int64, "choices": pl.List(pl.Utf8), "correct_choice": pl.Int32},
+            schema_overrides={
+                "image_id": pl.Int64,
+                "choices": pl.List(pl.Utf8),
+                "correct_choice": pl.Int32,
+                "difficult": pl.Boolean,
+            },
         )
         rat = pl.DataFrame(
             {
@@ -116,6 +124,7 @@ class AokvqaIngester(Ingester):
             "answers",
             "choices",
             "correct_choice",
+            "difficult",
         )
         rat_rows = rat.select(
             *common,

@@ -10,6 +10,7 @@ Arrow struct array plus offsets.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -105,10 +106,21 @@ def answers_column(texts: list, raws: list | None, confidences: list | None, len
         ],
         names=["text", "raw", "confidence"],
     )
+    arr = pa.LargeListArray.from_arrays(_offsets(lengths), structs)
+    return pl.Series("answers", arr).cast(ANNOTATION_SCHEMA["answers"])
+
+
+def utf8_lists(lists: Sequence[Sequence[str] | None]) -> pa.Array:
+    """Per-row string lists (None = empty) -> one Arrow list array built from flat values + offsets,
+    so no Python list per row has to be converted one by one."""
+    flat = [s for v in lists if v for s in v]
+    return pa.LargeListArray.from_arrays(_offsets([len(v) if v else 0 for v in lists]), utf8(flat))
+
+
+def _offsets(lengths: Sequence[int]) -> pa.Array:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(np.asarray(lengths, dtype=np.int64), out=offsets[1:])
-    arr = pa.LargeListArray.from_arrays(pa.array(offsets), structs)
-    return pl.Series("answers", arr).cast(ANNOTATION_SCHEMA["answers"])
+    return pa.array(offsets)
 
 
 def bbox_expr(x: str, y: str, w: str, h: str, width: str, height: str) -> pl.Expr:

@@ -4,6 +4,9 @@ The 2014 and 2017 releases hold the same images and the same caption/instance id
 are present each annotation id is kept once (first file in catalogue order: 2014 before 2017,
 train before val) while image refs are kept once per image file (one per release it is in).
 
+Instances keep `iscrowd` (0/1 in the files, a bool here): a crowd box covers several objects of
+its category, so a count read from it is a lower bound.
+
 Memory: one annotation file is decoded at a time and its Structs are dropped once its columns
 exist; captions_train2014 (414k captions) peaks near 0.3 GB, the instance files skip their large
 `segmentation` arrays inside the decoder.
@@ -55,6 +58,8 @@ class CocoInstance(msgspec.Struct, gc=False):
     image_id: int
     category_id: int
     bbox: Annotated[list[float], msgspec.Meta(min_length=4, max_length=4)]
+    # 0/1 in the official files; absent means unknown (null), not "not a crowd"
+    iscrowd: Annotated[int, msgspec.Meta(ge=0, le=1)] | None = None
 
 
 class CaptionsFile(msgspec.Struct, gc=False):
@@ -179,6 +184,7 @@ class CocoIngester(Ingester):
                 "by": [o.bbox[1] for o in a],
                 "bw": [o.bbox[2] for o in a],
                 "bh": [o.bbox[3] for o in a],
+                "iscrowd": [o.iscrowd for o in a],
             },
             schema={
                 "id": pl.Int64,
@@ -188,6 +194,7 @@ class CocoIngester(Ingester):
                 "by": pl.Float64,
                 "bw": pl.Float64,
                 "bh": pl.Float64,
+                "iscrowd": pl.Int8,
             },
         )
         del doc, a
@@ -217,5 +224,6 @@ class CocoIngester(Ingester):
             pl.col("id").cast(pl.Utf8).alias("source_id"),
             strip_expr("name").alias("text"),
             bbox_expr("bx", "by", "bw", "bh", "width", "height").alias("bbox"),
+            pl.col("iscrowd").cast(pl.Boolean),
         )
         return annotations_frame(ann), images_frame(images)

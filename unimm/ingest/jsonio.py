@@ -1,7 +1,7 @@
 """Typed JSON decoding for the ingesters, and msgspec errors turned into `InputError`s.
 
 Every source file is decoded with `msgspec` into Structs that declare only the fields we need
-(unknown keys such as `info`, `licenses`, `segmentation`, `synsets` are skipped by the decoder
+(unknown keys such as `info`, `licenses`, `segmentation`, `flickr_id` are skipped by the decoder
 without being materialised). Structs are declared `gc=False`: they hold no cycles, and keeping
 millions of them out of the cyclic GC is what makes decoding the 5.4M VG regions affordable.
 

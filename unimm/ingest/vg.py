@@ -6,6 +6,15 @@ objects under `image_id`; boxes are `x, y, width, height` for regions and `x, y,
 objects. A VG image with a `coco_id` is keyed as that COCO picture. VG answers end with a period
 ("Green."): the canonical answer drops it, the raw form is kept in `answers[0].raw`.
 
+Objects keep every name (`names`, trimmed; `text` is the first) and their WordNet `synsets`.
+The optional `attributes.json` (same layout as `objects.json`, each object with an `attributes`
+list) adds each object's attributes, matched by image and `object_id`: trimmed, lower-cased,
+empty ones dropped, repeats dropped in first-seen order (an object listed twice in one image is
+one object with the union). Names, synsets and box of an object come from `objects.json` when it
+lists it. The official `attributes.json` repeats every object with its names and box, so an
+object found only there (or every object, when `objects.json` is absent) still becomes one
+object row, after those of `objects.json`: dropping it would lose an annotated, boxed object.
+
 Memory: the regions file (0.65 GB, 5.4M regions) is the largest input of the whole pipeline.
 It is decoded into slim `gc=False` Structs (~1.8 GB), then turned into Arrow columns in chunks of
 images; each chunk's Structs are released as soon as its columns exist, so the columns never
@@ -30,6 +39,7 @@ from unimm.ingest.base import (
     images_frame,
     strip_expr,
     utf8,
+    utf8_lists,
 )
 from unimm.ingest.jsonio import decode_file
 from unimm.keys import vg_key_expr
@@ -78,11 +88,21 @@ class VgObject(msgspec.Struct, gc=False):
     h: float
     names: list[str] = []
     name: str | None = None  # older releases give a single name
+    synsets: list[str] = []
 
 
 class VgObjectImage(msgspec.Struct, gc=False):
     image_id: int
     objects: list[VgObject]
+
+
+class VgAttributedObject(VgObject, gc=False):
+    attributes: list[str] | None = None  # the key is absent on objects without attributes
+
+
+class VgAttributeImage(msgspec.Struct, gc=False):
+    image_id: int
+    attributes: list[VgAttributedObject]
 
 
 def _chunked(items: list, build: Callable[[Sequence, int], pl.DataFrame]) -> pl.DataFrame:
@@ -99,11 +119,42 @@ def _rec_column(chunk: Sequence, start: int, attr: str) -> list[int]:
     return [start + i for i, im in enumerate(chunk) for _ in getattr(im, attr)]
 
 
+def _sub_column(chunk: Sequence, attr: str) -> list[int]:
+    """Position of each item in its image's list, for errors that name `[rec].<attr>[sub]`."""
+    return [j for im in chunk for j in range(len(getattr(im, attr)))]
+
+
+def _clean_attributes(col: str) -> pl.Expr:
+    """Trimmed, lower-cased attributes without empty ones or repeats, first-seen order kept."""
+    e = pl.element().str.strip_chars().str.to_lowercase()
+    return pl.col(col).list.eval(e.filter(e != "").unique(maintain_order=True))
+
+
+def _object_key() -> list[str]:
+    # object ids are matched within their image: an id is only known to name one box there
+    return ["vg_id", "object_id"]
+
+
+def _attribute_union() -> pl.Expr:
+    """In a group by object: the attributes of all its entries, repeats dropped."""
+    return (
+        pl.col("attributes").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True)
+    )
+
+
+def _one_per_object(attributed: pl.DataFrame) -> pl.DataFrame:
+    """attributes.json rows -> one per (image, object id): the first entry's fields (and its
+    `_rec`/`_sub` for errors) with the attributes of all its entries."""
+    return attributed.group_by(_object_key(), maintain_order=True).agg(
+        pl.all().exclude("attributes").first(), _attribute_union()
+    )
+
+
 class VgIngester(Ingester):
     name = "vg"
 
     def missing(self, data_root: Path) -> list[tuple[str, str]]:
-        files = expected(self.name)
+        files = [f for f in expected(self.name) if not f.optional]
         present = self._present(data_root)
         if not present:
             return [(f.path, f.archive_url) for f in files]
@@ -118,10 +169,14 @@ class VgIngester(Ingester):
         files = [present["image_data"].path]
         images = self._images(data_root / present["image_data"].path)
         parts = []
-        for role, fn in (("regions", self._regions), ("qa", self._qas), ("objects", self._objects)):
+        for role, fn in (("regions", self._regions), ("qa", self._qas)):
             if role in present:
                 files.append(present[role].path)
                 parts.append(annotations_frame(fn(data_root / present[role].path, images)))
+        object_files = {r: data_root / present[r].path for r in ("objects", "attributes") if r in present}
+        if object_files:
+            files += [present[r].path for r in object_files]
+            parts.append(annotations_frame(self._objects(object_files, images)))
         ann = pl.concat(parts) if parts else annotations_frame(pl.DataFrame())
         img = images.select(
             "image_key",
@@ -178,8 +233,8 @@ class VgIngester(Ingester):
             ).alias("file_name"),
         )
 
-    def _attach(self, raw: pl.DataFrame, images: pl.DataFrame, path: Path, list_name: str) -> pl.DataFrame:
-        """Join rows to their image (key, size); an image id absent from image_data is an error."""
+    def _check_images(self, raw: pl.DataFrame, images: pl.DataFrame, path: Path, field: str) -> None:
+        """An image id absent from image_data is an error naming the first such record."""
         unknown = raw.join(images.select("vg_id"), on="vg_id", how="anti")
         if unknown.height:
             row = unknown.sort("_rec").row(0, named=True)
@@ -187,8 +242,12 @@ class VgIngester(Ingester):
                 path,
                 f"image {row['vg_id']} is not listed in image_data.json",
                 record=f"[{row['_rec']}]",
-                field="image_id" if list_name == "objects" else "id",
+                field=field,
             )
+
+    def _attach(self, raw: pl.DataFrame, images: pl.DataFrame, path: Path, field: str = "id") -> pl.DataFrame:
+        """Join rows to their image (key, size), after checking that every image is listed."""
+        self._check_images(raw, images, path, field)
         return raw.join(
             images.select("vg_id", "image_key", "width", "height"),
             on="vg_id",
@@ -225,7 +284,7 @@ class VgIngester(Ingester):
 
         raw = _chunked(items, build)
         del items
-        return self._attach(raw, images, path, "regions").select(
+        return self._attach(raw, images, path).select(
             "image_key",
             pl.lit(self.name).alias("source"),
             pl.lit("all").alias("split"),
@@ -256,7 +315,7 @@ class VgIngester(Ingester):
         # "Green." -> "Green": VG writes answers as sentences; other sources' answers carry no period
         answer = pl.col("raw").str.strip_chars().str.replace(r"\.$", "")
         return (
-            self._attach(raw, images, path, "qas")
+            self._attach(raw, images, path)
             .with_columns(answer.alias("answer"))
             .select(
                 "image_key",
@@ -276,24 +335,83 @@ class VgIngester(Ingester):
             )
         )
 
-    def _objects(self, path: Path, images: pl.DataFrame) -> pl.DataFrame:
-        items = decode_file(path, list[VgObjectImage])
+    def _objects(self, paths: dict[str, Path], images: pl.DataFrame) -> pl.DataFrame:
+        """Object rows from objects.json and/or attributes.json (see the module docstring)."""
+        if "attributes" not in paths:
+            path = paths["objects"]
+            rows = self._named(self._object_file(path, "objects", images), path, "objects")
+            rows = rows.with_columns(pl.lit([], dtype=pl.List(pl.Utf8)).alias("attributes"))
+        else:
+            path = paths["attributes"]
+            attributed = self._object_file(path, "attributes", images).with_columns(
+                _clean_attributes("attributes")
+            )
+            if "objects" in paths:
+                rows = self._with_attributes(paths["objects"], attributed, path, images)
+            else:
+                rows = self._named(_one_per_object(attributed), path, "attributes")
+        return rows.join(
+            images.select("vg_id", "image_key", "width", "height"),
+            on="vg_id",
+            how="left",
+            maintain_order="left",
+        ).select(
+            "image_key",
+            pl.lit(self.name).alias("source"),
+            pl.lit("all").alias("split"),
+            pl.lit("object").alias("kind"),
+            pl.col("object_id").cast(pl.Utf8).alias("source_id"),
+            pl.col("names").list.first().alias("text"),
+            bbox_expr("x", "y", "w", "h", "width", "height").alias("bbox"),
+            "names",
+            "synsets",
+            "attributes",
+        )
 
-        def build(chunk: Sequence[VgObjectImage], start: int) -> pl.DataFrame:
-            objs = [o for im in chunk for o in im.objects]
+    def _with_attributes(
+        self, objects_path: Path, attributed: pl.DataFrame, path: Path, images: pl.DataFrame
+    ) -> pl.DataFrame:
+        """objects.json rows with the attributes of their attributes.json entries, then one row
+        per object that only attributes.json lists."""
+        objects = self._named(self._object_file(objects_path, "objects", images), objects_path, "objects")
+        known = objects.join(
+            attributed.group_by(_object_key(), maintain_order=True).agg(_attribute_union()),
+            on=_object_key(),
+            how="left",
+            maintain_order="left",
+        ).with_columns(pl.col("attributes").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
+        only_here = attributed.join(objects.select(_object_key()), on=_object_key(), how="anti")
+        only_here = self._named(_one_per_object(only_here), path, "attributes")
+        return pl.concat([known, only_here.select(known.columns)], how="vertical")
+
+    def _object_file(self, path: Path, list_name: str, images: pl.DataFrame) -> pl.DataFrame:
+        """objects.json or attributes.json -> one row per listed object (names trimmed; an
+        `attributes` column for attributes.json), every image checked against image_data."""
+        typ = VgObjectImage if list_name == "objects" else VgAttributeImage
+        items = decode_file(path, list[typ])
+
+        def build(chunk: Sequence, start: int) -> pl.DataFrame:
+            objs = [o for im in chunk for o in getattr(im, list_name)]
+            cols = {
+                "_rec": _rec_column(chunk, start, list_name),
+                "_sub": _sub_column(chunk, list_name),
+                "vg_id": [im.image_id for im in chunk for _ in getattr(im, list_name)],
+                "object_id": [o.object_id for o in objs],
+                "x": [o.x for o in objs],
+                "y": [o.y for o in objs],
+                "w": [o.w for o in objs],
+                "h": [o.h for o in objs],
+                # older releases give one `name` instead of `names`
+                "names": utf8_lists([o.names or ([o.name] if o.name is not None else []) for o in objs]),
+                "synsets": utf8_lists([o.synsets for o in objs]),
+            }
+            if list_name == "attributes":
+                cols["attributes"] = utf8_lists([o.attributes for o in objs])
             return pl.DataFrame(
-                {
-                    "_rec": _rec_column(chunk, start, "objects"),
-                    "vg_id": [im.image_id for im in chunk for _ in im.objects],
-                    "object_id": [o.object_id for o in objs],
-                    "x": [o.x for o in objs],
-                    "y": [o.y for o in objs],
-                    "w": [o.w for o in objs],
-                    "h": [o.h for o in objs],
-                    "name": pl.Series(utf8([o.names[0] if o.names else o.name for o in objs]), dtype=pl.Utf8),
-                },
+                cols,
                 schema_overrides={
                     "_rec": pl.Int64,
+                    "_sub": pl.Int32,
                     "vg_id": pl.Int64,
                     "object_id": pl.Int64,
                     "x": pl.Float64,
@@ -305,20 +423,20 @@ class VgIngester(Ingester):
 
         raw = _chunked(items, build)
         del items
-        nameless = raw.with_columns(pl.int_range(pl.len()).over("_rec").alias("_sub")).filter(
-            pl.col("name").is_null()
+        self._check_images(raw, images, path, "image_id")
+        return raw.with_columns(
+            pl.col(c).list.eval(pl.element().str.strip_chars()) for c in ("names", "synsets")
         )
+
+    def _named(self, rows: pl.DataFrame, path: Path, list_name: str) -> pl.DataFrame:
+        """Rows that become objects need a name: the first nameless one is an error."""
+        nameless = rows.filter(pl.col("names").list.len() == 0)
         if nameless.height:
             row = nameless.row(0, named=True)
             raise InputError(
-                path, "object has no name", record=f"[{row['_rec']}].objects[{row['_sub']}]", field="names"
+                path,
+                "object has no name",
+                record=f"[{row['_rec']}].{list_name}[{row['_sub']}]",
+                field="names",
             )
-        return self._attach(raw, images, path, "objects").select(
-            "image_key",
-            pl.lit(self.name).alias("source"),
-            pl.lit("all").alias("split"),
-            pl.lit("object").alias("kind"),
-            pl.col("object_id").cast(pl.Utf8).alias("source_id"),
-            strip_expr("name").alias("text"),
-            bbox_expr("x", "y", "w", "h", "width", "height").alias("bbox"),
-        )
+        return rows

@@ -323,7 +323,7 @@ def _vg_files(images: list[DemoImage], rng: random.Random) -> dict[str, Any]:
         _Ids(rng, 5_000, 3_000_000),
     )
     vg = sorted((i for i in images if i.vg_id is not None), key=lambda i: i.vg_id or 0)
-    image_data, regions, qas, objects = [], [], [], []
+    image_data, regions, qas, objects, attributes = [], [], [], [], []
     for img in vg:
         sc, vid = img.scene, img.vg_id
         assert vid is not None
@@ -370,21 +370,27 @@ def _vg_files(images: list[DemoImage], rng: random.Random) -> dict[str, Any]:
                 ],
             }
         )
-        objs = [(s.kind, s.bbox) for s in sc.shapes] + [("background", (0, 0, sc.width, sc.height))]
-        objects.append(
+        objs = [(s.kind, s.bbox, s.colour) for s in sc.shapes]
+        objs.append(("background", (0, 0, sc.width, sc.height), sc.background))
+        listed = [
+            {
+                "synsets": [_SYNSETS[name]],
+                "h": h,
+                "object_id": object_ids(),
+                "names": [name],
+                "w": w,
+                "y": y,
+                "x": x,
+            }
+            for name, (x, y, w, h), _ in objs
+        ]
+        objects.append({"image_id": vid, "objects": listed})
+        # attributes.json repeats each object with its attributes: here the colour it is drawn in
+        attributes.append(
             {
                 "image_id": vid,
-                "objects": [
-                    {
-                        "synsets": [_SYNSETS[name]],
-                        "h": h,
-                        "object_id": object_ids(),
-                        "names": [name],
-                        "w": w,
-                        "y": y,
-                        "x": x,
-                    }
-                    for name, (x, y, w, h) in objs
+                "attributes": [
+                    {**o, "attributes": [colour]} for o, (_, _, colour) in zip(listed, objs, strict=True)
                 ],
             }
         )
@@ -393,6 +399,7 @@ def _vg_files(images: list[DemoImage], rng: random.Random) -> dict[str, Any]:
         "vg/region_descriptions.json": regions,
         "vg/question_answers.json": qas,
         "vg/objects.json": objects,
+        "vg/attributes.json": attributes,
     }
 
 

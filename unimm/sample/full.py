@@ -3,9 +3,9 @@
 `write_full(out, scale=1.0)` writes COCO 2014+2017 captions and instances (123,287 images,
 616,767 captions), VQAv2 (658,111 questions x 10 answers), OK-VQA (14,055), A-OKVQA (18,201)
 and Visual Genome (108,077 images, 5.4M regions, 1.45M QA, 1.3M objects: about a third of the
-real 3.8M, enough to exercise the object path). Every id links up as in the real releases:
-VQA question ids are image_id*1000+n, OK-VQA image_id*10+n, and about half of the VG images
-carry a `coco_id` that exists in the COCO files.
+real 3.8M, enough to exercise the object path; attributes.json repeats them with attributes).
+Every id links up as in the real releases: VQA question ids are image_id*1000+n, OK-VQA
+image_id*10+n, and about half of the VG images carry a `coco_id` that exists in the COCO files.
 
 Each file is produced by one job that streams chunks through `JsonListWriter`; jobs share only
 the `Plan` (ids, sizes, splits) and run in parallel processes. Each job has its own RNG seeded
@@ -752,14 +752,18 @@ def _vg_per_image_job(
     shape: float,
     make: Callable[[np.random.Generator, np.ndarray, list[int], list[int]], list[dict[str, Any]]],
     wrap: Callable[[int, list[dict[str, Any]]], dict[str, Any]],
+    file: str | None = None,
 ) -> dict[str, int]:
-    """Driver of the per-image VG files: counts per image, items made a chunk at a time."""
+    """Driver of the per-image VG files: counts per image, items made a chunk at a time.
+
+    `name` seeds the RNG and names the file unless `file` is given: two files made under one
+    name draw the same counts, ids and boxes."""
     rng = _rng(plan.seed, name)
     n_img = len(plan.vg_ids)
     per = spread(rng, total, n_img, spread_shape=shape)
     ids = _ids(rng, 1_000, total)
     offsets = np.concatenate([[0], np.cumsum(per)])
-    path = root / f"vg/{name}.json"
+    path = root / f"vg/{file or name}.json"
     items = 0
     with JsonListWriter(path) as w:
         for a, b in _chunks(0, n_img):
@@ -772,7 +776,7 @@ def _vg_per_image_job(
                 o += k
             items += len(made)
             w.extend(rows)
-    return {f"vg/{name}.json": items}  # regions / QA / objects, not images (image_data counts those)
+    return {f"vg/{file or name}.json": items}  # regions / QA / objects, not images (image_data counts those)
 
 
 def job_vg_regions(plan: Plan, root: Path) -> dict[str, int]:
@@ -839,16 +843,41 @@ def job_vg_qa(plan: Plan, root: Path) -> dict[str, int]:
     )
 
 
+def _make_vg_objects(
+    rng: np.random.Generator, wh: np.ndarray, image_ids: list[int], ids: list[int]
+) -> list[dict[str, Any]]:
+    x, y, w, h = _vg_boxes(rng, wh)
+    names = np.array(NOUNS)[rng.integers(len(NOUNS), size=len(ids))].tolist()
+    return [
+        {"synsets": [f"{nm}.n.01"], "h": hi, "object_id": k, "names": [nm], "w": wi, "y": yi, "x": xi}
+        for nm, hi, k, wi, yi, xi in zip(names, h, ids, w, y, x, strict=True)
+    ]
+
+
 def job_vg_objects(plan: Plan, root: Path) -> dict[str, int]:
+    return _vg_per_image_job(
+        plan,
+        root,
+        "objects",
+        plan.counts["vg_objects"],
+        3.0,
+        _make_vg_objects,
+        lambda vid, rows: {"image_id": vid, "objects": rows},
+    )
+
+
+def job_vg_attributes(plan: Plan, root: Path) -> dict[str, int]:
+    """attributes.json repeats the objects of objects.json (same RNG name, so the same ids, names
+    and boxes), most with one or two attributes (colours, sizes) drawn from a separate RNG."""
+    arng = _rng(plan.seed, "attributes")
+
     def make(
         rng: np.random.Generator, wh: np.ndarray, image_ids: list[int], ids: list[int]
     ) -> list[dict[str, Any]]:
-        x, y, w, h = _vg_boxes(rng, wh)
-        names = np.array(NOUNS)[rng.integers(len(NOUNS), size=len(ids))].tolist()
-        return [
-            {"synsets": [f"{nm}.n.01"], "h": hi, "object_id": k, "names": [nm], "w": wi, "y": yi, "x": xi}
-            for nm, hi, k, wi, yi, xi in zip(names, h, ids, w, y, x, strict=True)
-        ]
+        objs = _make_vg_objects(rng, wh, image_ids, ids)
+        n = arng.integers(0, 3, size=len(objs)).tolist()  # as in VG, some objects have none
+        picks = np.array(_COLOURS)[arng.integers(len(_COLOURS), size=(len(objs), 2))].tolist()
+        return [{**o, "attributes": p[:k]} if k else o for o, k, p in zip(objs, n, picks, strict=True)]
 
     return _vg_per_image_job(
         plan,
@@ -857,7 +886,8 @@ def job_vg_objects(plan: Plan, root: Path) -> dict[str, int]:
         plan.counts["vg_objects"],
         3.0,
         make,
-        lambda vid, rows: {"image_id": vid, "objects": rows},
+        lambda vid, rows: {"image_id": vid, "attributes": rows},
+        file="attributes",
     )
 
 
@@ -868,6 +898,7 @@ JOBS: dict[str, Callable[[Plan, Path], dict[str, int]]] = {
     "coco_instances": job_coco_instances,
     "vg_qa": job_vg_qa,
     "vg_objects": job_vg_objects,
+    "vg_attributes": job_vg_attributes,
     "coco_captions": job_coco_captions,
     "vg_image_data": job_vg_image_data,
     "aokvqa": job_aokvqa,
