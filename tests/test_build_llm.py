@@ -45,6 +45,12 @@ def test_build_killed_mid_generation_resumes_exactly(tmp_path: Path):
         str(LIMIT),
         "--set",
         "generate.max_tokens=160",
+        # The 135M model's dialogues rarely survive grounding; this test is about resume and the
+        # trainer, so grounding only scores here (it is tested on its own in test_grounding.py).
+        "--set",
+        "filter.reject_hallucinations=false",
+        "--set",
+        "filter.min_grounding=0",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "unimm", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

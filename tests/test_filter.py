@@ -176,7 +176,11 @@ def test_grounding_yes_no_contradiction_rejected():
 def test_grounding_count_contradiction_rejected():
     m = {"coco_1": merged("coco_1", qa("How many dogs are in the picture?", "3", ["3", "three", "3"]))}
     chat = make_chat("coco_1", [("How many dogs are in the picture?", "There are five dogs."), *GOOD])
-    assert reasons_of(chat, FilterConfig(min_grounding=0.0), m) == ["grounding_contradiction:count"]
+    # the QA check and the count check (the annotated count answer is evidence too) both catch it
+    assert reasons_of(chat, FilterConfig(min_grounding=0.0), m) == [
+        "count_mismatch:dog:5!=3",
+        "grounding_contradiction:count",
+    ]
 
 
 def test_grounding_open_mismatch_lowers_score():
@@ -186,10 +190,16 @@ def test_grounding_open_mismatch_lowers_score():
         )
     }
     chat = make_chat("coco_1", GOOD)  # umbrella agrees, street contradicts beach
-    res = filter_chats([chat], m, FilterConfig(min_grounding=0.6))
+    qa_only = {"grounding_checks": ["qa"]}
+    res = filter_chats([chat], m, FilterConfig(min_grounding=0.6, **qa_only))
     assert [reason_code(r) for r in res.rejects[0].reasons] == ["grounding_below_threshold"]
     assert res.rejects[0].chat.grounding_score == 0.5
-    assert filter_chats([chat], m, FilterConfig(min_grounding=0.5)).kept[0].grounding_score == 0.5
+    kept = filter_chats([chat], m, FilterConfig(min_grounding=0.5, **qa_only)).kept[0]
+    assert kept.grounding_score == 0.5
+    # with every check, the umbrella the answer names is a supported object too (2 of 3 checks pass)
+    assert filter_chats([chat], m, FilterConfig(min_grounding=0.6)).kept[0].grounding_score == pytest.approx(
+        2 / 3
+    )
 
 
 def test_grounding_uses_choices_and_unrelated_questions_unchecked():

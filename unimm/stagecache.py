@@ -9,6 +9,7 @@ again. A run killed at any point leaves either a complete output + marker or no 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -54,6 +55,18 @@ def files_fingerprint(paths: list[Path]) -> str:
         st = os.stat(p)
         stats.append([str(p), st.st_size, st.st_mtime_ns])
     return fingerprint(stats)
+
+
+def code_fingerprint(*packages: str) -> str:
+    """sha256 of the source files of `packages` (e.g. "unimm.grounding"): a stage whose rules
+    live in code reruns when the code changes, not only when its config does."""
+    h = hashlib.sha256()
+    for name in packages:
+        root = Path(importlib.util.find_spec(name).origin).parent  # type: ignore[union-attr]
+        for f in sorted(root.rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class StageMarker(BaseModel):

@@ -6,16 +6,13 @@ reject Parquet helpers are in `unimm.filter.tables`.
 
 from unimm.filter.config import FilterConfig
 from unimm.filter.core import FilterResult, chat_reasons, filter_chats
-from unimm.filter.grounding import Grounding, ground
 from unimm.filter.reasons import count_reasons, reason_code
 
 __all__ = [
     "FilterConfig",
     "FilterResult",
-    "Grounding",
     "chat_reasons",
     "count_reasons",
     "filter_chats",
-    "ground",
     "reason_code",
 ]

@@ -1,8 +1,20 @@
-"""FilterConfig: every threshold and pattern list of the dialogue filters."""
+"""FilterConfig: every threshold and pattern list of the dialogue filters, and JudgeConfig, the
+optional LLM judge's backend.
+
+JudgeConfig lives here rather than in unimm.grounding.judge (which re-exports it) because
+unimm.grounding imports FilterConfig: defining it there would make the two packages import each other.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import get_args
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from unimm.errors import ConfigError
+from unimm.generate.config import Backend, GenerateConfig, ResponseFormat
+from unimm.schema import CheckKind
 
 DEFAULT_REFUSAL_PATTERNS = [
     r"\bas an ai\b",
@@ -31,6 +43,79 @@ DEFAULT_MARKUP_PATTERNS = [
     r"\"(?:question|answer|turns)\"\s*:",
     r"</?s>|<\|im_(?:start|end)\|>",
 ]
+
+# Fields that name one backend's model or server: inherited from generation only when the judge
+# runs on the same backend (a local judge must not take generation's vLLM model name).
+BACKEND_SPECIFIC = ("model", "model_path", "base_urls", "api_key_env")
+
+
+class JudgeConfig(BaseModel):
+    """The LLM judge's backend and prompt set (`filter.judge_llm`). A None field inherits the
+    pipeline's `generate` value; see GenerateConfig for what each one means."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Backend | None = Field(None, description="local | openai; None: generation's backend.")
+    model: str | None = None
+    model_path: Path | None = None
+    base_urls: list[str] | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=16, description="Most tokens of one verdict list.")
+    temperature: float | None = Field(
+        0.2,
+        ge=0.0,
+        le=2.0,
+        description="Low so verdicts are consistent, not 0 so an invalid answer retried with a new seed "
+        "can come out differently.",
+    )
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = None
+    retries: int | None = Field(None, ge=0)
+    invalid_retries: int | None = Field(None, ge=0)
+    backoff_s: float | None = Field(None, gt=0.0)
+    backoff_max_s: float | None = Field(None, gt=0.0)
+    timeout_s: float | None = Field(None, gt=0.0)
+    response_format: ResponseFormat | None = None
+    token_budget: int | None = Field(None, ge=64, description="Most tokens of the rendered annotations.")
+    n_ctx: int | None = Field(None, ge=512)
+    n_threads: int | None = Field(None, ge=1)
+    retry_failures: bool | None = None
+    prompt_set: str = Field("judge", description="Judge prompt set under prompts/ (never inherited).")
+    prompt_version: str = "v1"
+    prompts_dir: Path | None = Field(
+        None, description="Root of the prompt sets; default: the repo's prompts/."
+    )
+
+    def inherit(self, base: GenerateConfig) -> JudgeConfig:
+        """This config with every unset backend field taken from generation's config."""
+        same_backend = self.backend in (None, base.backend)
+        update = {
+            name: getattr(base, name)
+            for name in inherited_fields()
+            if getattr(self, name) is None and (same_backend or name not in BACKEND_SPECIFIC)
+        }
+        return self.model_copy(update=update)
+
+    def llm_config(self) -> GenerateConfig:
+        """The GenerateConfig the shared backend machinery runs the judge with (unset fields take
+        GenerateConfig's defaults)."""
+        if self.backend == "template":
+            raise ConfigError("the LLM judge needs an LLM: set filter.judge_llm.backend to local or openai")
+        values = {n: getattr(self, n) for n in inherited_fields() if getattr(self, n) is not None}
+        return GenerateConfig(
+            **values,
+            prompt_set=self.prompt_set,
+            prompt_version=self.prompt_version,
+            prompts_dir=self.prompts_dir,
+        )
+
+
+def inherited_fields() -> tuple[str, ...]:
+    """JudgeConfig fields that mirror (and may inherit) a GenerateConfig field; the prompt set is
+    the judge's own."""
+    own = {"prompt_set", "prompt_version", "prompts_dir"}
+    return tuple(n for n in JudgeConfig.model_fields if n in GenerateConfig.model_fields and n not in own)
 
 
 class FilterConfig(BaseModel):
@@ -80,4 +165,33 @@ class FilterConfig(BaseModel):
     )
     reject_hard_contradictions: bool = Field(
         True, description="Reject on any yes/no or count contradiction, whatever the score."
+    )
+    grounding_checks: list[CheckKind] = Field(
+        default_factory=lambda: list(get_args(CheckKind)),
+        description="Grounding checks to run: object (CHAIR-style hallucination), count, existence, "
+        "attribute (colour), qa (agreement with annotated questions), judge (LLM verdicts).",
+    )
+    reject_hallucinations: bool = Field(
+        True,
+        description="Reject on any failed object, count, existence or attribute check "
+        "(hallucinated_object:, count_mismatch:, existence_mismatch:, attribute_mismatch:).",
+    )
+    reject_judge_unsupported: bool = Field(
+        True, description="Reject when the LLM judge marks an assistant turn unsupported."
+    )
+    absence_from_vg: bool = Field(
+        True,
+        description="Treat Visual Genome's dense objects and regions as exhaustive: an object they never "
+        "name is absent (COCO instances are always exhaustive for the 80 COCO categories).",
+    )
+    vocabulary: str = Field("v1", description="Version of the object vocabulary (unimm/grounding/data).")
+    judge: bool = Field(
+        False,
+        description="Run the LLM judge (unimm.grounding.judge) before filtering: it rates every assistant "
+        "turn supported / unsupported / not_checkable against the annotations; unsupported turns become "
+        "judge_unsupported:<turn> reasons and count in the grounding score.",
+    )
+    judge_llm: JudgeConfig = Field(
+        default_factory=JudgeConfig,
+        description="The judge's backend and prompt set; unset fields inherit the `generate` section.",
     )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from unimm import grounding
 from unimm.filter.boilerplate import boilerplate_reasons
 from unimm.filter.config import FilterConfig
-from unimm.filter.grounding import ground
 from unimm.filter.reasons import count_reasons
 from unimm.filter.structure import structure_reasons
-from unimm.schema import Chat, MergedImage, Reject
+from unimm.schema import Chat, GroundingReport, JudgeVerdict, MergedImage, Reject
 
 
 @dataclass
@@ -22,28 +23,34 @@ class FilterResult:
     counts: dict[str, int]
 
 
-def chat_reasons(chat: Chat, merged: MergedImage | None, cfg: FilterConfig) -> tuple[list[str], float | None]:
-    """Every reason that applies to one dialogue, and its grounding score."""
+def chat_reasons(
+    chat: Chat,
+    merged: MergedImage | None,
+    cfg: FilterConfig,
+    verdicts: list[JudgeVerdict] | None = None,
+) -> tuple[list[str], GroundingReport]:
+    """Every reason that applies to one dialogue, and its grounding report."""
     reasons = structure_reasons(chat, cfg) + boilerplate_reasons(chat, cfg)
-    g = ground(chat, merged, cfg)
-    if cfg.reject_hard_contradictions:
-        reasons += [f"grounding_contradiction:{k}" for k in g.contradictions if k in ("yesno", "count")]
-    if g.score is not None and g.score < cfg.min_grounding:
-        reasons.append(f"grounding_below_threshold:{g.score:.3f}")
-    return reasons, g.score
+    g = grounding.ground_chat(chat, merged, cfg, verdicts)
+    return reasons + g.reasons, g.report
 
 
 def filter_chats(
-    chats: list[Chat], merged: dict[str, MergedImage], cfg: FilterConfig | None = None
+    chats: list[Chat],
+    merged: dict[str, MergedImage],
+    cfg: FilterConfig | None = None,
+    verdicts: Mapping[str, list[JudgeVerdict]] | None = None,
 ) -> FilterResult:
     """Split `chats` into kept and rejected. `merged` maps image_key -> MergedImage; a chat whose
-    image has no merged record is still filtered but not grounded (score None)."""
+    image has no merged record is still filtered but not grounded (score None). `verdicts` maps
+    chat id -> the LLM judge's verdicts, folded into grounding when given."""
     cfg = cfg or FilterConfig()
+    verdicts = verdicts or {}
     kept: list[Chat] = []
     rejects: list[Reject] = []
     for chat in chats:
-        reasons, score = chat_reasons(chat, merged.get(chat.image_key), cfg)
-        scored = chat.model_copy(update={"grounding_score": score})
+        reasons, report = chat_reasons(chat, merged.get(chat.image_key), cfg, verdicts.get(chat.id))
+        scored = chat.model_copy(update={"grounding_score": report.score, "grounding": report})
         if reasons:
             rejects.append(
                 Reject(id=chat.id, image_key=chat.image_key, stage="filter", reasons=reasons, chat=scored)

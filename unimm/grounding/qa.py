@@ -1,4 +1,4 @@
-"""Grounding against the source annotations.
+"""Agreement with the annotated questions (VQAv2, OK-VQA, A-OKVQA, VG QA).
 
 A generated question that restates an annotated question (rapidfuzz token_sort_ratio on the
 normalised text >= `question_match`) makes its answer checkable:
@@ -9,30 +9,18 @@ normalised text >= `question_match`) makes its answer checkable:
 - open questions (when `check_open_answers`): the normalised answer must contain, or fuzzily
   equal, an annotated answer / the canonical answer / the correct choice.
 
-Score = agreeing checkable turns / checkable turns. Policy when nothing is checkable: the score is
-None ("not verifiable", never a reason to reject, and distinguishable from a verified 1.0).
+A yes/no or count contradiction is `grounding_contradiction:<kind>`; an open answer that differs
+only lowers the score (`qa_mismatch:open`), since it may be a paraphrase.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
 
 from unimm.filter.config import FilterConfig
 from unimm.filter.normalize import answer_tokens, normalize_answer, normalize_text, numbers_in, polarity
-from unimm.schema import Chat, MergedImage, MergedQA
-
-
-@dataclass
-class Grounding:
-    """Per-dialogue grounding outcome: score (None when nothing was checkable) and the kinds of
-    contradictions found (`yesno`, `count`, `answer`)."""
-
-    score: float | None
-    checked: int = 0
-    agreed: int = 0
-    contradictions: list[str] = field(default_factory=list)
+from unimm.grounding.checks import Check
+from unimm.schema import MergedQA
 
 
 def annotated_answers(qa: MergedQA) -> set[str]:
@@ -88,31 +76,24 @@ def check_turn(answer: str, qa: MergedQA, cfg: FilterConfig) -> tuple[bool | Non
     return ok, kind
 
 
-def ground(chat: Chat, merged: MergedImage | None, cfg: FilterConfig) -> Grounding:
-    """Check every (user question, assistant answer) pair against the image's annotated QAs."""
-    if merged is None or not merged.qas:
-        return Grounding(score=None)
-    questions = [normalize_text(q.question) for q in merged.qas]
-    g = Grounding(score=None)
-    for i in range(0, len(chat.turns) - 1, 2):
-        q, a = chat.turns[i], chat.turns[i + 1]
-        if q.role != "user" or a.role != "assistant":
-            continue
-        hit = process.extractOne(
-            normalize_text(q.content),
-            questions,
-            scorer=fuzz.token_sort_ratio,
-            score_cutoff=cfg.question_match,
-        )
-        if hit is None:
-            continue
-        verdict, kind = check_turn(a.content, merged.qas[hit[2]], cfg)
-        if verdict is None:
-            continue
-        g.checked += 1
-        if verdict:
-            g.agreed += 1
-        elif kind not in g.contradictions:
-            g.contradictions.append(kind)
-    g.score = g.agreed / g.checked if g.checked else None
-    return g
+def qa_check(
+    question: str, answer: str, qas: list[MergedQA], questions: list[str], cfg: FilterConfig
+) -> Check | None:
+    """Agreement of one answer with the annotated QA whose question it restates (None when no
+    annotated question matches or the answer is not checkable). `questions` are the normalised
+    questions of `qas`, computed once per image."""
+    if not questions:
+        return None
+    hit = process.extractOne(
+        normalize_text(question), questions, scorer=fuzz.token_sort_ratio, score_cutoff=cfg.question_match
+    )
+    if hit is None:
+        return None
+    verdict, kind = check_turn(answer, qas[hit[2]], cfg)
+    if verdict is None:
+        return None
+    # yes/no and count contradictions are hard facts; an open answer that differs may be a paraphrase.
+    reason = (
+        None if verdict else (f"grounding_contradiction:{kind}" if kind != "open" else "qa_mismatch:open")
+    )
+    return Check("qa", verdict, reason)

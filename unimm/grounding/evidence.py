@@ -1,0 +1,161 @@
+"""What the annotations of one image say about its objects: which are there, how many, what colour,
+and when absence itself is known.
+
+COCO instances are exhaustive for the 80 COCO categories (Rohrbach et al. 2018 build CHAIR on
+that), so on an image with instances a COCO object that no annotation names is absent. Visual
+Genome's dense objects and regions play the same role for the whole vocabulary when
+`absence_from_vg` is on. Captions, regions, QA answers and rationales only ever add support.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from unimm.filter.normalize import normalize_answer, normalize_text
+from unimm.grounding.claims import Claim, colour_family, text_claims, text_colours, text_numbers
+from unimm.grounding.vocab import Vocabulary
+from unimm.schema import MergedImage, MergedObject, MergedQA
+
+_EXISTENCE_OPENERS = ("is there", "are there", "was there", "were there", "do you see", "can you see")
+
+
+@dataclass
+class Evidence:
+    """Object facts of one image, keyed by canonical vocabulary name."""
+
+    present: set[str] = field(default_factory=set)
+    absent_qa: set[str] = field(default_factory=set)  # an annotated yes/no says it is not there
+    coco_exhaustive: bool = False
+    vg_exhaustive: bool = False
+    coco_counts: Counter[str] = field(default_factory=Counter)  # non-crowd instances
+    crowd: set[str] = field(default_factory=set)  # categories with a crowd box (counts are lower bounds)
+    vg_counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (distinct boxes, all boxes)
+    text_counts: defaultdict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    colours: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def absent(self, canonical: str, vocab: Vocabulary) -> bool:
+        """True when the annotations show `canonical` is not in the picture."""
+        if canonical in self.present:
+            return False
+        if canonical in self.absent_qa:
+            return True
+        if not vocab.absence_decidable(canonical):
+            return False
+        return (self.coco_exhaustive and vocab.is_coco(canonical)) or self.vg_exhaustive
+
+    def decidable(self, canonical: str, vocab: Vocabulary) -> bool:
+        """Whether presence of `canonical` can be checked at all on this image."""
+        return canonical in self.present or self.absent(canonical, vocab)
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def distinct_boxes(boxes: list[list[float]], iou: float = 0.5) -> int:
+    """Boxes left after greedily merging those overlapping at `iou` or more: VG annotators often
+    box one object several times, so raw VG counts over-count."""
+    kept: list[list[float]] = []
+    for b in boxes:
+        if all(_iou(b, k) < iou for k in kept):
+            kept.append(b)
+    return len(kept)
+
+
+def object_canonicals(obj: MergedObject, vocab: Vocabulary) -> set[str]:
+    """Canonical names of an annotated object: its names, then its synsets, then the nouns inside
+    multi-word names ("white shirt" -> shirt)."""
+    out: set[str] = set()
+    for name in [obj.name, *obj.names]:
+        c = vocab.canonical(name)
+        if c:
+            out.add(c)
+        else:
+            out.update(cl.canonical for cl in text_claims(name, vocab) if not cl.negated)
+    for syn in obj.synsets:
+        c = vocab.canonical_synset(syn)
+        if c:
+            out.add(c)
+    return out
+
+
+def _add_text(ev: Evidence, claims: list[Claim]) -> None:
+    for cl in claims:
+        if cl.negated:
+            continue
+        ev.present.add(cl.canonical)
+        if cl.count is not None and cl.count_op == "eq":
+            ev.text_counts[cl.canonical].add(cl.count)
+        ev.colours[cl.canonical].update(cl.colours)
+
+
+def _qa_answers(qa: MergedQA) -> list[str]:
+    raw = [qa.answer] if qa.answer else []
+    raw += [a.text for a in qa.answers]
+    if qa.correct_choice is not None and 0 <= qa.correct_choice < len(qa.choices):
+        raw.append(qa.choices[qa.correct_choice])
+    return [r for r in raw if r]
+
+
+def _add_qa(ev: Evidence, qa: MergedQA, vocab: Vocabulary) -> None:
+    answers = _qa_answers(qa)
+    q_claims = [c for c in text_claims(qa.question, vocab) if not c.negated]
+    canon = normalize_answer(qa.answer) if qa.answer else ""
+    q_norm = normalize_text(qa.question)
+    if canon in ("yes", "no"):
+        if canon == "yes":
+            ev.present.update(c.canonical for c in q_claims)
+        elif q_claims and q_norm.startswith(_EXISTENCE_OPENERS):
+            ev.absent_qa.add(q_claims[0].canonical)
+        return
+    # An open question presupposes its object ("What colour is the cat?" -> there is a cat).
+    ev.present.update(c.canonical for c in q_claims)
+    for a in answers:
+        _add_text(ev, text_claims(a, vocab))
+    for r in qa.rationales:
+        _add_text(ev, text_claims(r, vocab))
+    if q_claims and q_norm.startswith("how many"):
+        for a in answers:
+            ev.text_counts[q_claims[0].canonical].update(text_numbers(a))
+    if q_claims and ("color" in q_norm or "colour" in q_norm):
+        for a in answers:
+            ev.colours[q_claims[0].canonical].update(text_colours(a))
+
+
+def build_evidence(merged: MergedImage, vocab: Vocabulary, *, absence_from_vg: bool = True) -> Evidence:
+    """Everything the annotations of `merged` say about its objects."""
+    ev = Evidence()
+    vg_boxes: defaultdict[str, list[list[float]]] = defaultdict(list)
+    for obj in merged.objects:
+        canon = object_canonicals(obj, vocab)
+        ev.present.update(canon)
+        is_coco = "coco" in obj.sources
+        if is_coco:
+            ev.coco_exhaustive = True
+            for c in canon:
+                if obj.iscrowd:
+                    ev.crowd.add(c)
+                else:
+                    ev.coco_counts[c] += 1
+        if "vg" in obj.sources:
+            ev.vg_exhaustive = absence_from_vg
+            for c in canon:
+                vg_boxes[c].append(obj.bbox or [0.0, 0.0, 0.0, 0.0])
+                ev.colours[c].update(f for f in map(colour_family, obj.attributes) if f)
+    for c, boxes in vg_boxes.items():
+        ev.vg_counts[c] = (distinct_boxes(boxes), len(boxes))
+    for cap in merged.captions:
+        _add_text(ev, text_claims(cap.text, vocab))
+    for reg in merged.regions:
+        _add_text(ev, text_claims(reg.text, vocab))
+    if merged.regions:
+        ev.vg_exhaustive = ev.vg_exhaustive or absence_from_vg
+    for qa in merged.qas:
+        _add_qa(ev, qa, vocab)
+    ev.absent_qa -= ev.present
+    return ev
