@@ -17,6 +17,7 @@ _NAMES = [
     "build",
     "train",
     "stats",
+    "audit",
     "schema",
 ]
 
