@@ -14,7 +14,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from unimm.schema import IMAGE_PLACEHOLDER, Chat, GeneratorInfo, Turn
+from unimm.schema import IMAGE_PLACEHOLDER, Chat, GeneratorInfo, GroundingReport, Turn, TurnGrounding
 
 COCO_IMAGES = (
     Path(__file__).resolve().parent.parent.parent / "shared" / "realdata" / "coco-mini" / "train2017"
@@ -28,7 +28,57 @@ DIALOGUES = [
     (54718, ["coco", "vqav2"], 4, 0.75, True),
     (63217, ["coco", "okvqa"], 2, 0.25, False),
 ]
-REJECTS = {"exact_duplicate": 1, "near_duplicate": 2, "too_short": 3, "grounding_below_threshold": 1}
+REJECTS = {
+    "exact_duplicate": 1,
+    "near_duplicate": 2,
+    "too_short": 3,
+    "grounding_below_threshold": 1,
+    "hallucinated_object": 2,
+}
+# Grounding reports by DIALOGUES index; 2 and 4 have none, like shards built before grounding.
+# Assistant turns are the odd turn indices. Corpus: mentioned 2 + 1 = 3, hallucinated 1
+# (CHAIR-i 1/3), one of the two dialogues with mentions hallucinates (CHAIR-s 1/2), coverage
+# 0.5 / 1.0 / 0.0 (mean 0.5, 2 of 3 covered).
+GROUNDING = {
+    0: GroundingReport(
+        score=0.5,
+        coverage=0.5,
+        checks=2,
+        passed=1,
+        mentioned=2,
+        hallucinated=1,
+        chair_i=0.5,
+        chair_s=True,
+        turns=[
+            TurnGrounding(
+                turn=1,
+                checks=["object", "judge"],
+                failures=["hallucinated_object:giraffe"],
+                objects=["bus", "giraffe"],
+                hallucinated=["giraffe"],
+                judge="unsupported",
+                judge_reason="no giraffe in the image",
+            ),
+            TurnGrounding(turn=3),
+        ],
+    ),
+    1: GroundingReport(
+        score=0.75,
+        coverage=1.0,
+        checks=4,
+        passed=3,
+        mentioned=1,
+        hallucinated=0,
+        chair_i=0.0,
+        chair_s=False,
+        turns=[
+            TurnGrounding(turn=1, checks=["object", "judge"], objects=["bus"], judge="supported"),
+            TurnGrounding(turn=3, checks=["object"], objects=["bus"], judge="not_checkable"),
+            TurnGrounding(turn=5, checks=["count"], failures=["count_mismatch:bus:3!=2"], objects=["bus"]),
+        ],
+    ),
+    3: GroundingReport(coverage=0.0, turns=[TurnGrounding(turn=t) for t in (1, 3, 5, 7)]),
+}
 
 
 def question(i: int, j: int) -> str:
@@ -61,6 +111,7 @@ def make_chat(i: int) -> Chat:
             request_id=f"r{i}",
         ),
         grounding_score=score,
+        grounding=GROUNDING.get(i),
     )
 
 
@@ -162,6 +213,7 @@ def test_stats_json_numbers(cli, shard_dir: Path, tmp_path: Path) -> None:
     assert m["rejection_reasons"] == {
         "too_short": 3,
         "near_duplicate": 2,
+        "hallucinated_object": 2,
         "exact_duplicate": 1,
         "grounding_below_threshold": 1,
     }
@@ -171,6 +223,43 @@ def test_stats_json_numbers(cli, shard_dir: Path, tmp_path: Path) -> None:
     assert m["warnings"] == []
     assert [g["dialogues"] for g in s["generators"]] == [5]
     assert html.is_file() and "report:" in r.stderr
+
+
+def test_stats_grounding_numbers(cli, shard_dir: Path) -> None:
+    r = cli("stats", shard_dir, "--json", "--no-html")
+    assert r.returncode == 0, r.stderr
+    g = json.loads(r.stdout)["grounding_report"]
+    assert g["dialogues"] == 3  # two dialogues carry no report (older shards) and are left out
+    assert g["coverage"]["mean"] == pytest.approx(0.5) and g["coverage"]["n"] == 3
+    assert g["covered"] == pytest.approx(2 / 3)
+    assert (g["mentioned"], g["hallucinated"]) == (3, 1)
+    assert g["chair_i"] == pytest.approx(1 / 3)
+    assert g["chair_s"] == pytest.approx(1 / 2)
+    counts = {
+        k: {c["label"]: c["count"] for c in g[k]} for k in ("judge", "failures", "hallucinated_objects")
+    }
+    assert counts["judge"] == {"supported": 1, "unsupported": 1, "not_checkable": 1}
+    assert counts["failures"] == {"hallucinated_object": 1, "count_mismatch": 1}
+    assert counts["hallucinated_objects"] == {"giraffe": 1}
+    assert {c["label"]: c["count"] for c in g["reject_reasons"]} == {
+        "hallucinated_object": 2,
+        "grounding_below_threshold": 1,
+    }
+
+
+def test_stats_grounding_tables_and_html(cli, shard_dir: Path) -> None:
+    r = cli("stats", shard_dir)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert re.search(r"CHAIR-i \(hallucinated / mentioned objects\)\s+│\s+33\.3%", out)
+    assert re.search(r"CHAIR-s .*│\s+50\.0%", out)
+    assert re.search(r"dialogues with coverage > 0\s+│\s+66\.7%", out)
+    assert re.search(r"unsupported\s+│\s+1", out) and re.search(r"giraffe\s+│\s+1", out)
+    assert "grounding rejects (manifest)" in out
+    text = (shard_dir / "report.html").read_text()
+    assert "<h2>Grounding</h2>" in text and "33.3%" in text
+    for alt in ("coverage", "judge verdicts", "failed checks", "hallucinated objects", "grounding rejects"):
+        assert f'alt="{alt}"' in text
 
 
 def test_stats_tables_and_self_contained_html(cli, shard_dir: Path) -> None:
@@ -215,6 +304,21 @@ def test_show_prints_dialogues(cli, shard_dir: Path) -> None:
     shown = [k for k in keys if re.search(rf"─ {k} ─", r.stdout)]
     assert len(shown) == 2
     assert r.stdout.count("User") >= 2 and "Assistant" in r.stdout and "template-v1" in r.stdout
+
+
+def test_show_marks_unsupported_turns(cli, shard_dir: Path) -> None:
+    r = cli("show", shard_dir, "--id", "coco_000000000790")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    (flag,) = [i for i, line in enumerate(lines) if "✗" in line]
+    assert "✗ unsupported: hallucinated_object:giraffe (judge: no giraffe in the image)" in lines[flag]
+    assert answer(0, 0) in lines[flag - 1]  # right under the first answer, the unsupported one
+    assert re.search(r"coverage\s+50% \(1/2 assistant turns checked\)", r.stdout)
+    assert re.search(r"CHAIR-i\s+0\.500 \(1/2 objects\)", r.stdout)
+    # no report (older shards): no marks, the meta table says so
+    old = cli("show", shard_dir, "--id", "coco_000000063217")
+    assert old.returncode == 0, old.stderr
+    assert "✗" not in old.stdout and re.search(r"CHAIR-i\s+-", old.stdout)
 
 
 def test_show_by_id(cli, shard_dir: Path) -> None:

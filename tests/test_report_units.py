@@ -8,13 +8,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_report import COCO_IMAGES, DIALOGUES, REJECTS, make_chat, write_shards
+from tests.test_report import COCO_IMAGES, DIALOGUES, GROUNDING, REJECTS, make_chat, write_shards
 from unimm.errors import InputError, UnimmError
 from unimm.report import load_corpus, load_manifest, parse_manifest, pick_samples, summarize
+from unimm.report.console import print_summary
+from unimm.report.frames import DIALOGUE_SCHEMA
 from unimm.report.html import render_html, thumbnail_b64, write_html
 from unimm.report.read import Reservoir
-from unimm.report.summary import float_distribution, int_distribution
-from unimm.schema import IMAGE_PLACEHOLDER
+from unimm.report.show import turn_flags
+from unimm.report.summary import float_distribution, grounding_summary, int_distribution
+from unimm.schema import IMAGE_PLACEHOLDER, GroundingReport, TurnGrounding
 
 
 @pytest.fixture
@@ -173,3 +176,70 @@ def test_reads_shards_written_by_unimm_shards(tmp_path: Path, realdata: Path) ->
     assert s.question_words.min == min(
         len(t.content.split()) for c in chats for t in c.turns if t.role == "user"
     )
+
+
+def test_turn_flags() -> None:
+    assert turn_flags(make_chat(0)) == {
+        1: "unsupported: hallucinated_object:giraffe (judge: no giraffe in the image)"
+    }
+    assert turn_flags(make_chat(1)) == {5: "unsupported: count_mismatch:bus:3!=2"}
+    assert turn_flags(make_chat(3)) == {}  # a report without failures
+    assert turn_flags(make_chat(4)) == {}  # no report at all (older shards)
+    judge_only = make_chat(0).model_copy(
+        update={
+            "grounding": GroundingReport(coverage=1.0, turns=[TurnGrounding(turn=3, judge="unsupported")])
+        }
+    )
+    assert turn_flags(judge_only) == {3: "unsupported: judge"}
+
+
+def _frame(reports: list[GroundingReport | None]) -> pl.DataFrame:
+    rows = [{"grounding": r.model_dump() if r else None} for r in reports]
+    return pl.DataFrame(rows, schema={"grounding": DIALOGUE_SCHEMA["grounding"]})
+
+
+def test_grounding_summary_from_reports() -> None:
+    g = grounding_summary(_frame([GROUNDING[0], None, GROUNDING[1], GROUNDING[3]]))
+    assert (g.dialogues, g.mentioned, g.hallucinated) == (3, 3, 1)
+    assert g.coverage.mean == pytest.approx(0.5) and g.covered == pytest.approx(2 / 3)
+    assert g.chair_i == pytest.approx(1 / 3) and g.chair_s == pytest.approx(0.5)
+    assert [(c.label, c.count) for c in g.hallucinated_objects] == [("giraffe", 1)]
+    assert g.reject_reasons == []  # no manifest
+
+
+def test_grounding_summary_without_reports() -> None:
+    """Shards built before grounding checks: every figure is empty, nothing fails."""
+    for df in (_frame([None, None]), _frame([])):
+        g = grounding_summary(df)
+        assert g.dialogues == 0 and g.coverage.n == 0 and g.covered is None
+        assert g.chair_i is None and g.chair_s is None and g.judge == g.failures == []
+
+
+def test_reports_without_grounding(tmp_path: Path) -> None:
+    """Old shards (grounding=None everywhere) still summarise, print and render."""
+    import webdataset as wds
+    from rich.console import Console
+
+    d = tmp_path / "old"
+    d.mkdir()
+    with wds.TarWriter(str(d / "unimm-000000.tar")) as w:
+        for i in (2, 4):
+            chat = make_chat(i)
+            assert chat.grounding is None
+            w.write({"__key__": chat.id, "json": chat.model_dump_json().encode()})
+    corpus = load_corpus(d)
+    s = summarize(corpus)
+    assert s.grounding_report.dialogues == 0 and s.grounding.n == 1
+    con = Console(record=True, width=160)
+    print_summary(s, con)
+    assert "no grounding reports in the shards" in con.export_text()
+    html = render_html(s, corpus.examples)
+    assert "no grounding reports in the shards" in html and "✗" not in html
+
+
+def test_html_example_marks_unsupported_turn(shard_dir: Path) -> None:
+    s = summarize(load_corpus(shard_dir, examples=0))
+    html = render_html(s, pick_samples(shard_dir, ids=["coco_000000000790", "coco_000000063217"]))
+    flag = "✗ unsupported: hallucinated_object:giraffe (judge: no giraffe in the image)"
+    assert html.count('class="flag"') == 1 and f'<div class="flag">{flag}</div>' in html
+    assert "coverage: 50.0% · CHAIR-i: 0.5 " in html and "coverage: — · CHAIR-i: —" in html

@@ -8,8 +8,9 @@ from rich.table import Table
 from rich.text import Text
 
 from unimm.report.read import Sample
-from unimm.report.summary import Count, Distribution, Summary
-from unimm.schema import IMAGE_PLACEHOLDER
+from unimm.report.show import turn_flags
+from unimm.report.summary import Count, Distribution, GroundingSummary, Summary
+from unimm.schema import IMAGE_PLACEHOLDER, GroundingReport
 
 BAR_WIDTH = 30
 
@@ -37,10 +38,14 @@ def _histogram(title: str, d: Distribution) -> Table:
     return t
 
 
-def _counts(title: str, counts: list[Count], header: str, top: int = 20) -> Table:
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _counts(title: str, counts: list[Count], header: str, top: int = 20, unit: str = "dialogues") -> Table:
     t = Table(title=title)
     t.add_column(header)
-    t.add_column("dialogues", justify="right")
+    t.add_column(unit, justify="right")
     for c in counts[:top]:
         t.add_row(c.label, f"{c.count:,}")
     if len(counts) > top:
@@ -90,6 +95,8 @@ def print_summary(s: Summary, console: Console | None = None) -> None:
     else:
         con.print("[dim]no grounding scores in the shards[/]")
 
+    _print_grounding(s.grounding_report, con)
+
     con.print(_counts("sources per dialogue", s.sources_per_dialogue, "sources"))
     con.print(_counts("dialogues by source", s.by_source, "source"))
     con.print(_counts("source combinations", s.combinations, "combination"))
@@ -103,6 +110,41 @@ def print_summary(s: Summary, console: Console | None = None) -> None:
     for g in s.generators:
         gen.add_row(g.backend, g.model, g.prompt_version, g.prompt_fingerprint, f"{g.dialogues:,}")
     con.print(gen)
+
+
+def _print_grounding(g: GroundingSummary, con: Console) -> None:
+    """Coverage, corpus CHAIR, judge verdicts and failure reasons of the grounding reports."""
+    if not g.dialogues:
+        con.print("[dim]no grounding reports in the shards (built before grounding checks)[/]")
+    else:
+        t = Table(title="grounding checks", show_header=False)
+        t.add_column("")
+        t.add_column("", justify="right")
+        t.add_row("dialogues with a grounding report", _n(g.dialogues))
+        t.add_row("coverage (mean share of assistant turns checked)", _pct(g.coverage.mean))
+        t.add_row("dialogues with coverage > 0", _pct(g.covered))
+        t.add_row("objects mentioned / hallucinated", f"{g.mentioned:,} / {g.hallucinated:,}")
+        t.add_row("CHAIR-i (hallucinated / mentioned objects)", _pct(g.chair_i))
+        t.add_row("CHAIR-s (dialogues with a hallucination)", _pct(g.chair_s))
+        con.print(t)
+        if g.judge:
+            con.print(_counts("judge verdicts", g.judge, "verdict", unit="turns"))
+        if g.failures:
+            con.print(_counts("failed checks (shipped dialogues)", g.failures, "reason", unit="turns"))
+        if g.hallucinated_objects:
+            con.print(_counts("hallucinated objects", g.hallucinated_objects, "object", top=15, unit="turns"))
+    if g.reject_reasons:
+        con.print(_counts("grounding rejects (manifest)", g.reject_reasons, "reason"))
+
+
+def _grounding_meta(r: GroundingReport | None) -> tuple[str, str]:
+    """(coverage, CHAIR-i) cells of a dialogue's meta table."""
+    if r is None:
+        return "-", "-"
+    checked = sum(bool(t.checks) for t in r.turns)
+    coverage = f"{r.coverage:.0%} ({checked}/{len(r.turns)} assistant turns checked)"
+    chair = "-" if r.chair_i is None else f"{r.chair_i:.3f} ({r.hallucinated}/{r.mentioned} objects)"
+    return coverage, chair
 
 
 def _image_line(sample: Sample) -> str:
@@ -121,7 +163,8 @@ def _image_line(sample: Sample) -> str:
 
 
 def dialogue_panel(sample: Sample) -> Panel:
-    """One dialogue: key, sources, grounding, generator, image, then every turn."""
+    """One dialogue: key, sources, grounding, generator, image, then every turn (assistant turns that
+    fail a grounding check marked in red below them)."""
     c = sample.chat
     g = c.generator
     meta = Table.grid(padding=(0, 2))
@@ -131,11 +174,15 @@ def dialogue_panel(sample: Sample) -> Panel:
     meta.add_row("image", _image_line(sample) + (f"  ({c.image_file})" if c.image_file else ""))
     meta.add_row("sources", ", ".join(c.sources))
     meta.add_row("grounding", _n(c.grounding_score, 3))
+    coverage, chair = _grounding_meta(c.grounding)
+    meta.add_row("coverage", coverage)
+    meta.add_row("CHAIR-i", chair)
     meta.add_row("generator", f"{g.backend} / {g.model} / prompt {g.prompt_version} ({g.prompt_fingerprint})")
     turns = Table.grid(padding=(0, 1))
     turns.add_column(no_wrap=True)
     turns.add_column(ratio=1)
-    for t in c.turns:
+    flags = turn_flags(c)
+    for i, t in enumerate(c.turns):
         role = Text("User", style="bold cyan") if t.role == "user" else Text("Assistant", style="bold green")
         body = Text()
         content = t.content
@@ -145,6 +192,8 @@ def dialogue_panel(sample: Sample) -> Panel:
             body.append(" ")
         body.append(content)
         turns.add_row(role, body)
+        if i in flags:
+            turns.add_row("", Text(f"✗ {flags[i]}", style="bold red"))
     return Panel(Group(meta, Text(""), turns), title=f"[bold]{sample.key}[/]", title_align="left")
 
 

@@ -77,3 +77,14 @@ def turn_frame(df: pl.DataFrame) -> pl.DataFrame:
         )
         .with_columns(pl.col("content").str.count_matches(r"\S+").alias("words"))
     )
+
+
+def grounding_turn_frame(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per assistant turn that a dialogue's grounding report covers: dialogue row index
+    and the `TurnGrounding` fields (turn, checks, failures, objects, hallucinated, judge...)."""
+    return (
+        df.select(pl.int_range(pl.len()).alias("dialogue"), pl.col("grounding").struct.field("turns"))
+        .explode("turns")
+        .drop_nulls("turns")
+        .unnest("turns")
+    )

@@ -13,7 +13,8 @@ from PIL import Image
 
 from unimm.report import plots
 from unimm.report.read import Sample
-from unimm.report.summary import Count, Distribution, Summary
+from unimm.report.show import turn_flags
+from unimm.report.summary import Count, Distribution, GroundingSummary, Summary
 from unimm.schema import IMAGE_PLACEHOLDER
 from unimm.workdir import atomic_path
 
@@ -29,7 +30,7 @@ th{background:#f4f6f8;text-align:left}td.n{text-align:right;font-variant-numeric
 .ex{display:flex;gap:1rem;border:1px solid #ddd;border-radius:6px;padding:.8rem;margin:.8rem 0}
 .ex img{width:auto;max-width:256px;height:auto;align-self:flex-start;border-radius:4px}
 .turn{margin:.3rem 0}.role{font-weight:600;display:inline-block;min-width:5.5rem}.user .role{color:#3b6ea8}
-.assistant .role{color:#2e7d32}code{font-size:.85rem}pre{background:#f6f6f6;padding:.6rem;overflow:auto;font-size:.8rem}
+.assistant .role{color:#2e7d32}.flag{color:#b00020;font-weight:600;margin:0 0 .3rem 5.5rem}code{font-size:.85rem}pre{background:#f6f6f6;padding:.6rem;overflow:auto;font-size:.8rem}
 """
 
 
@@ -134,6 +135,49 @@ def _dist_table(named: list[tuple[str, Distribution]]) -> str:
     return _table(["measure", "n", "missing", "mean", "median", "min", "max", "p90"], rows)
 
 
+def _pct(v: float | None) -> str | None:
+    return None if v is None else f"{v:.1%}"
+
+
+def _grounding(g: GroundingSummary) -> str:
+    """The grounding section: coverage and corpus CHAIR table, then charts of judge verdicts,
+    failure reasons, hallucinated objects and grounding rejects."""
+    rejects = (
+        _img(plots.barh(g.reject_reasons, "Grounding rejects (manifest)"), "grounding rejects")
+        if g.reject_reasons
+        else ""
+    )
+    if not g.dialogues:
+        return (
+            '<p class="muted">no grounding reports in the shards (built before grounding checks)</p>'
+            + rejects
+        )
+    rows: list[list[object]] = [
+        ["dialogues with a grounding report", g.dialogues],
+        ["coverage (mean share of assistant turns checked)", _pct(g.coverage.mean)],
+        ["dialogues with coverage > 0", _pct(g.covered)],
+        ["objects mentioned", g.mentioned],
+        ["objects hallucinated", g.hallucinated],
+        ["CHAIR-i (hallucinated / mentioned objects)", _pct(g.chair_i)],
+        ["CHAIR-s (dialogues with a hallucination, of those mentioning objects)", _pct(g.chair_s)],
+    ]
+    charts = [
+        _img(
+            plots.histogram(g.coverage, "Grounding coverage", "share of assistant turns checked"), "coverage"
+        ),
+        _img(plots.barh(g.judge, "Judge verdicts", xlabel="turns"), "judge verdicts") if g.judge else "",
+        _img(plots.barh(g.failures, "Failed checks", xlabel="turns"), "failed checks") if g.failures else "",
+        _img(
+            plots.barh(g.hallucinated_objects, "Hallucinated objects", xlabel="turns"), "hallucinated objects"
+        )
+        if g.hallucinated_objects
+        else "",
+        rejects,
+    ]
+    grid = '<div class="grid">' + "".join(f"<div>{c}</div>" for c in charts if c) + "</div>"
+    return _table(["measure", "value"], rows) + grid
+
+
 def _example(sample: Sample) -> str:
     c = sample.chat
     thumb = thumbnail_b64(sample.image) if sample.image is not None else None
@@ -143,7 +187,8 @@ def _example(sample: Sample) -> str:
         else '<p class="muted">(no image)</p>'
     )
     turns = []
-    for t in c.turns:
+    flags = turn_flags(c)
+    for i, t in enumerate(c.turns):
         text = escape(t.content)
         text = text.replace(escape(IMAGE_PLACEHOLDER), '<code class="muted">&lt;image&gt;</code>').replace(
             "\n", "<br>"
@@ -151,10 +196,13 @@ def _example(sample: Sample) -> str:
         turns.append(
             f'<div class="turn {t.role}"><span class="role">{"User" if t.role == "user" else "Assistant"}</span> {text}</div>'
         )
-    g = c.generator
+        if i in flags:
+            turns.append(f'<div class="flag">✗ {escape(flags[i])}</div>')
+    g, r = c.generator, c.grounding
     meta = (
         f"<b>{escape(sample.key)}</b> <span class='muted'>({escape(sample.shard)})</span><br>"
         f"sources: {escape(', '.join(c.sources))} · grounding: {_fmt(c.grounding_score)} · "
+        f"coverage: {_fmt(_pct(r.coverage) if r else None)} · CHAIR-i: {_fmt(r.chair_i if r else None)} · "
         f"generator: {escape(g.backend)}/{escape(g.model)} ({escape(g.prompt_version)})"
     )
     return f'<div class="ex">{img}<div><p>{meta}</p>{"".join(turns)}</div></div>'
@@ -199,6 +247,8 @@ def render_html(s: Summary, examples: list[Sample]) -> str:
                 ("grounding score", s.grounding),
             ]
         ),
+        "<h2>Grounding</h2>",
+        _grounding(s.grounding_report),
         "<h2>Sources</h2>",
         _table(["source", "dialogues"], [[c.label, c.count] for c in s.by_source]),
         _table(["combination", "dialogues"], [[c.label, c.count] for c in s.combinations[:30]]),

@@ -8,8 +8,13 @@ import math
 import polars as pl
 from pydantic import BaseModel, Field
 
-from unimm.report.frames import Corpus, turn_frame, with_dialogue_columns
+from unimm.filter.reasons import reason_code
+from unimm.grounding.reasons import GROUNDING_REASON_CODES
+from unimm.report.frames import Corpus, grounding_turn_frame, turn_frame, with_dialogue_columns
 from unimm.report.manifest import ManifestInfo
+
+# Reject reason codes written by the grounding checks (unimm.grounding): the manifest keeps rejects
+# per code only, so these pick the grounding part out of all rejection reasons.
 
 
 class Bin(BaseModel):
@@ -47,6 +52,32 @@ class GeneratorCount(BaseModel):
     dialogues: int
 
 
+class GroundingSummary(BaseModel):
+    """Corpus figures from each dialogue's `GroundingReport` (dialogues without one are left out)."""
+
+    dialogues: int = Field(0, description="Dialogues carrying a grounding report.")
+    coverage: Distribution = Field(
+        default_factory=Distribution, description="Per dialogue: share of assistant turns checked."
+    )
+    covered: float | None = Field(None, description="Share of reported dialogues with coverage > 0.")
+    mentioned: int = Field(0, description="Objects mentioned, summed over dialogues.")
+    hallucinated: int = Field(0, description="Objects hallucinated, summed over dialogues.")
+    chair_i: float | None = Field(None, description="Corpus CHAIR-i: hallucinated / mentioned.")
+    chair_s: float | None = Field(
+        None, description="Corpus CHAIR-s: share of dialogues with a hallucination, of those mentioning any."
+    )
+    judge: list[Count] = Field(default_factory=list, description="Judge verdicts over assistant turns.")
+    failures: list[Count] = Field(
+        default_factory=list, description="Failed checks in the shipped dialogues, per reason code (turns)."
+    )
+    hallucinated_objects: list[Count] = Field(
+        default_factory=list, description="Objects hallucinated in the shipped dialogues (turns)."
+    )
+    reject_reasons: list[Count] = Field(
+        default_factory=list, description="Rejected dialogues per grounding reason code (manifest)."
+    )
+
+
 class Summary(BaseModel):
     """Everything `unimm stats` prints (and `--json` emits)."""
 
@@ -63,6 +94,7 @@ class Summary(BaseModel):
     by_source: list[Count] = Field(description="Dialogues whose image is annotated by each source.")
     combinations: list[Count]
     grounding: Distribution
+    grounding_report: GroundingSummary = Field(default_factory=GroundingSummary)
     generators: list[GeneratorCount]
     manifest: ManifestInfo | None = None
     dup_rate: float | None = Field(None, description="Dedup rejects / dialogues in (from the manifest).")
@@ -147,6 +179,47 @@ def _counts(df: pl.DataFrame, col: str, sort_by_label: bool = False) -> list[Cou
     return [Count(label=str(k), count=n) for k, n in vc.iter_rows()]
 
 
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def grounding_summary(df: pl.DataFrame, manifest: ManifestInfo | None = None) -> GroundingSummary:
+    """Coverage, corpus CHAIR-i/-s, judge verdicts and failure reasons from the `grounding` column
+    of a dialogue frame, plus the grounding codes among the manifest's rejection reasons."""
+    reports = df.select(pl.col("grounding").struct.unnest()).filter(pl.col("coverage").is_not_null())
+    totals = reports.select(
+        pl.len().alias("dialogues"),
+        (pl.col("coverage") > 0).sum().alias("covered"),
+        pl.col("mentioned").sum().alias("mentioned"),
+        pl.col("hallucinated").sum().alias("hallucinated"),
+        (pl.col("mentioned") > 0).sum().alias("with_mentions"),
+        ((pl.col("mentioned") > 0) & (pl.col("hallucinated") > 0)).sum().alias("with_hallucinations"),
+    ).row(0, named=True)
+    turns = grounding_turn_frame(df)
+    # code = text before the first ":", as reason_code() has it ("hallucinated_object:giraffe")
+    failures = turns.select(pl.col("failures").explode().drop_nulls().str.split(":").list.first())
+    rejects = [
+        Count(label=label, count=n)
+        for label, n in (manifest.rejection_reasons.items() if manifest else [])
+        if reason_code(label.split(": ", 1)[-1]) in GROUNDING_REASON_CODES
+    ]
+    return GroundingSummary(
+        dialogues=totals["dialogues"],
+        coverage=float_distribution(reports["coverage"]),
+        covered=_ratio(totals["covered"], totals["dialogues"]),
+        mentioned=totals["mentioned"],
+        hallucinated=totals["hallucinated"],
+        chair_i=_ratio(totals["hallucinated"], totals["mentioned"]),
+        chair_s=_ratio(totals["with_hallucinations"], totals["with_mentions"]),
+        judge=_counts(turns.select("judge").drop_nulls(), "judge"),
+        failures=_counts(failures, "failures"),
+        hallucinated_objects=_counts(
+            turns.select(pl.col("hallucinated").explode()).drop_nulls(), "hallucinated"
+        ),
+        reject_reasons=rejects,
+    )
+
+
 def summarize(corpus: Corpus) -> Summary:
     """Compute the summary of a loaded corpus."""
     df = with_dialogue_columns(corpus.dialogues)
@@ -174,6 +247,7 @@ def summarize(corpus: Corpus) -> Summary:
         by_source=_counts(df.select(pl.col("sources").explode()).drop_nulls(), "sources"),
         combinations=_counts(df, "combination"),
         grounding=float_distribution(df["grounding_score"]),
+        grounding_report=grounding_summary(df, m),
         generators=[GeneratorCount(**r) for r in gens.iter_rows(named=True)],
         manifest=m,
         dup_rate=m.dup_rate if m else None,
