@@ -249,3 +249,9 @@ def test_yes_to_a_colour_question_is_a_colour_claim(images):
     assert check(images, STREET, ("Is the bus green?", "Yes.")).reasons == []
     assert check(images, STREET, ("Is the bus red?", "Yes, it is.")).reasons == ["attribute_mismatch:bus:red"]
     assert check(images, STREET, ("Is the bus red?", "No.")).reasons == []
+
+
+def test_min_coverage_rejects_what_nothing_can_check(images):
+    pairs = [("What animals are there?", "Elephants."), ("What is the weather like?", "It looks warm.")]
+    assert check(images, ELEPHANTS, *pairs).reasons == []  # by default unverifiable turns pass
+    assert check(images, ELEPHANTS, *pairs, min_coverage=0.8).reasons == ["unverifiable:0.500"]

@@ -184,6 +184,13 @@ class FilterConfig(BaseModel):
         description="Treat Visual Genome's dense objects and regions as exhaustive: an object they never "
         "name is absent (COCO instances are always exhaustive for the 80 COCO categories).",
     )
+    min_coverage: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Reject a dialogue whose share of checked assistant turns is below this "
+        "(unverifiable:<coverage>); 0 keeps dialogues with nothing checkable.",
+    )
     vocabulary: str = Field("v1", description="Version of the object vocabulary (unimm/grounding/data).")
     judge: bool = Field(
         False,

@@ -22,7 +22,7 @@ from unimm.filter.reasons import reason_code
 from unimm.grounding.checks import Check, turn_checks
 from unimm.grounding.evidence import Evidence, build_evidence
 from unimm.grounding.qa import qa_check
-from unimm.grounding.reasons import BELOW_THRESHOLD, JUDGE_UNSUPPORTED, QA_CONTRADICTION, reason
+from unimm.grounding.reasons import BELOW_THRESHOLD, JUDGE_UNSUPPORTED, QA_CONTRADICTION, UNVERIFIABLE, reason
 from unimm.grounding.vocab import load_vocabulary
 from unimm.schema import (
     IMAGE_PLACEHOLDER,
@@ -152,6 +152,8 @@ def _reasons(checks: list[Check], report: GroundingReport, cfg: FilterConfig) ->
             out.append(c.reason)
     if report.score is not None and report.score < cfg.min_grounding:
         out.append(reason(BELOW_THRESHOLD, f"{report.score:.3f}"))
+    if report.coverage < cfg.min_coverage:
+        out.append(reason(UNVERIFIABLE, f"{report.coverage:.3f}"))
     return out
 
 

@@ -13,6 +13,7 @@ QA_CONTRADICTION = "grounding_contradiction"  # grounding_contradiction:yesno|co
 QA_MISMATCH = "qa_mismatch"  # qa_mismatch:open (lowers the score only)
 JUDGE_UNSUPPORTED = "judge_unsupported"  # judge_unsupported:<turn index>
 BELOW_THRESHOLD = "grounding_below_threshold"  # grounding_below_threshold:0.333
+UNVERIFIABLE = "unverifiable"  # unverifiable:0.250 (coverage below filter.min_coverage)
 
 GROUNDING_REASON_CODES = frozenset(
     {
@@ -23,6 +24,7 @@ GROUNDING_REASON_CODES = frozenset(
         QA_CONTRADICTION,
         JUDGE_UNSUPPORTED,
         BELOW_THRESHOLD,
+        UNVERIFIABLE,
     }
 )
 
