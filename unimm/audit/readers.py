@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,7 +30,7 @@ from unimm.keys import coco_key
 from unimm.schema import IMAGE_PLACEHOLDER, Turn
 
 AuditFormat = Literal["llava", "unimm-chat", "shards"]
-FORMATS: tuple[str, ...] = ("llava", "unimm-chat", "shards")
+FORMATS: tuple[str, ...] = get_args(AuditFormat)
 ROLES = {"human": "user", "gpt": "assistant"}
 
 # COCO_train2014_000000033471.jpg, 000000033471.jpg, coco/train2017/000000033471.jpg, 33471.jpg
