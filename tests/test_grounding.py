@@ -255,3 +255,17 @@ def test_min_coverage_rejects_what_nothing_can_check(images):
     pairs = [("What animals are there?", "Elephants."), ("What is the weather like?", "It looks warm.")]
     assert check(images, ELEPHANTS, *pairs).reasons == []  # by default unverifiable turns pass
     assert check(images, ELEPHANTS, *pairs, min_coverage=0.8).reasons == ["unverifiable:0.500"]
+
+
+def test_comparisons_and_examples_do_not_assert_an_object(images):
+    answers = [
+        "Unlike horses, elephants have trunks.",
+        "Each elephant is much bigger than a car.",
+        "Other animals such as giraffes also like mud.",
+        "If a dog came by, the elephants would ignore it.",
+    ]
+    for a in answers:
+        out = check(images, ELEPHANTS, ("Tell me about them.", a))
+        assert out.reasons == [], a
+        objects = out.report.turns[0].objects
+        assert not {"horse", "car", "giraffe", "dog"} & set(objects), a

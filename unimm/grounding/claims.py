@@ -18,6 +18,9 @@ from unimm.filter.normalize import NUMBER_WORDS
 from unimm.grounding.vocab import Mention, Vocabulary
 
 NEGATORS = frozenset({"no", "not", "without", "nor", "never", "neither", "none", "nothing", "nobody"})
+# Words that put a nearby object in a comparison, an example or a condition: it is talked about,
+# not said to be in the picture ("unlike horses, elephants...", "bigger than a car").
+NOT_ASSERTING = frozenset({"unlike", "like", "than", "versus", "vs", "such", "if", "whether", "instead"})
 # Words that end a negation's reach inside a sentence ("no cars, but a bus").
 SCOPE_BREAKS = frozenset({"but", "however", "though", "although", "while", "yet", "except", "instead"})
 # What may sit between two list items that share one negation ("no cats, dogs or birds").
@@ -88,7 +91,7 @@ class Claim:
 
     canonical: str
     surface: str
-    negated: bool = False
+    negated: bool = False  # not asserted as present: negated, compared, conditional
     denies: bool = False  # "there is no X": a claim that X is absent
     count: int | None = None
     count_op: Literal["eq", "ge"] = "eq"
@@ -156,12 +159,15 @@ def _colours_around(tokens: list[str], m: Mention, floor: int) -> list[str]:
 
 
 def _negation(tokens: list[str], start: int) -> tuple[bool, bool]:
-    """(negated, denies existence). Only "no X", "without X", "not a/any X" deny that X is there;
-    "the dog is not on the couch" negates the couch without saying there is none."""
+    """(not asserted, denies existence). Only "no X", "without X", "not a/any X" deny that X is
+    there; "the dog is not on the couch" negates the couch without saying there is none, and
+    "unlike horses" only compares."""
     window = tokens[max(0, start - 6) : start]
     for back, tok in enumerate(reversed(window), start=1):
         if tok in SCOPE_BREAKS:
             return False, False
+        if tok in NOT_ASSERTING and back <= 3:
+            return True, False  # "unlike horses", "bigger than a car", "such as lions"
         if tok in NEGATORS:
             near = back <= 3
             if tok == "not":
@@ -193,7 +199,8 @@ def sentence_claims(sentence: str, vocab: Vocabulary) -> list[Claim]:
             colours = _colours_around(tokens, m, last_end)
             out.append(Claim(m.canonical, m.surface, neg, denies, count, op, colours))
             prev_negated, prev_denies, last_end = neg, denies, m.end
-        if any(t in SCOPE_BREAKS for t in tokens[last_end:]):
+        if any(t in SCOPE_BREAKS for t in tokens[last_end:]) or (prev_negated and not prev_denies):
+            # a comparison's reach ends at the comma: "unlike horses, elephants ..."
             prev_negated = False
     return out
 
