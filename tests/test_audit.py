@@ -11,7 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.conftest import REPO, run_unimm
+from tests.conftest import run_unimm
+from tests.test_build import _build as build_llava_reformat
 from unimm.audit.readers import image_key_from_name
 from unimm.schema import GroundingReport, TurnGrounding
 from unimm.tables import polars_dtype
@@ -193,17 +194,7 @@ def test_unimm_shards_audit(tmp_path: Path, cli) -> None:
     root = tmp_path / "data"
     assert cli("sample", "--out", root).returncode == 0
     shards = tmp_path / "shards"
-    r = cli(
-        "build",
-        "--config",
-        REPO / "pipelines" / "llava_reformat.yaml",
-        "--data-root",
-        root,
-        "--work",
-        tmp_path / "work",
-        "--out",
-        shards,
-    )
+    r = build_llava_reformat(tmp_path, root)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "audit"
     work = tmp_path / "audit-work"

@@ -28,10 +28,11 @@ def chat_reasons(
     merged: MergedImage | None,
     cfg: FilterConfig,
     verdicts: list[JudgeVerdict] | None = None,
+    judge_fingerprint: str | None = None,
 ) -> tuple[list[str], GroundingReport]:
     """Every reason that applies to one dialogue, and its grounding report."""
     reasons = structure_reasons(chat, cfg) + boilerplate_reasons(chat, cfg)
-    g = grounding.ground_chat(chat, merged, cfg, verdicts)
+    g = grounding.ground_chat(chat, merged, cfg, verdicts, judge_fingerprint=judge_fingerprint)
     return reasons + g.reasons, g.report
 
 
@@ -40,16 +41,20 @@ def filter_chats(
     merged: dict[str, MergedImage],
     cfg: FilterConfig | None = None,
     verdicts: Mapping[str, list[JudgeVerdict]] | None = None,
+    judge_fingerprint: str | None = None,
 ) -> FilterResult:
     """Split `chats` into kept and rejected. `merged` maps image_key -> MergedImage; a chat whose
     image has no merged record is still filtered but not grounded (score None). `verdicts` maps
-    chat id -> the LLM judge's verdicts, folded into grounding when given."""
+    chat id -> the LLM judge's verdicts, folded into grounding when given; `judge_fingerprint`
+    (the judge prompt's) is recorded on every judged chat's report."""
     cfg = cfg or FilterConfig()
     verdicts = verdicts or {}
     kept: list[Chat] = []
     rejects: list[Reject] = []
     for chat in chats:
-        reasons, report = chat_reasons(chat, merged.get(chat.image_key), cfg, verdicts.get(chat.id))
+        judged = verdicts.get(chat.id)
+        fp = judge_fingerprint if judged is not None else None
+        reasons, report = chat_reasons(chat, merged.get(chat.image_key), cfg, judged, fp)
         scored = chat.model_copy(update={"grounding_score": report.score, "grounding": report})
         if reasons:
             rejects.append(

@@ -74,19 +74,8 @@ def judge_and_filter(
     if judge_cache is None:
         raise ValueError("filter.judge needs a judge cache folder")
     judged = judge_chats(chats, merged, cfg.judge_llm.inherit(generate), judge_cache, progress=progress)
-    fr = filter_chats(chats, merged, cfg, verdicts=judged.verdicts)
-    return _stamp(fr, judged), judged
-
-
-def _stamp(fr: FilterResult, judged: JudgeResult) -> FilterResult:
-    def stamp(chat: Chat) -> Chat:
-        if chat.grounding is None or chat.id not in judged.verdicts:
-            return chat
-        report = chat.grounding.model_copy(update={"judge_fingerprint": judged.fingerprint})
-        return chat.model_copy(update={"grounding": report})
-
-    rejects = [r.model_copy(update={"chat": stamp(r.chat)}) for r in fr.rejects]
-    return FilterResult([stamp(c) for c in fr.kept], rejects, fr.counts)
+    fr = filter_chats(chats, merged, cfg, verdicts=judged.verdicts, judge_fingerprint=judged.fingerprint)
+    return fr, judged
 
 
 def run_filter_stage(

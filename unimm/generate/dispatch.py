@@ -90,6 +90,10 @@ async def call_validated(
     cache entry (status ok with the parsed fields, or failure with a reason code)."""
     transient = invalid = attempts = 0
     base = {"request_id": req.rid, **req.meta, "model": backend.model}
+
+    def failed(e: TransientError | PermanentError | OutputError) -> dict:
+        return {**base, "status": "failure", "reason": e.reason, "detail": e.detail, "attempts": attempts}
+
     while True:
         attempts += 1
         # A new seed per invalid retry: a seeded backend would otherwise repeat the same output.
@@ -99,32 +103,20 @@ async def call_validated(
             comp = await backend.complete(req.messages, seed)
         except TransientError as e:
             if transient >= cfg.retries:
-                return {
-                    **base,
-                    "status": "failure",
-                    "reason": e.reason,
-                    "detail": e.detail,
-                    "attempts": attempts,
-                }
+                return failed(e)
             transient += 1
             stats["retries"] += 1
             await asyncio.sleep(backoff_delay(cfg, transient, e.retry_after, rng))
             continue
         except PermanentError as e:
-            return {**base, "status": "failure", "reason": e.reason, "detail": e.detail, "attempts": attempts}
+            return failed(e)
         stats["prompt_tokens"] += comp.prompt_tokens
         stats["completion_tokens"] += comp.completion_tokens
         try:
             fields = req.parse(comp)
         except OutputError as e:
             if invalid >= cfg.invalid_retries:
-                return {
-                    **base,
-                    "status": "failure",
-                    "reason": e.reason,
-                    "detail": e.detail,
-                    "attempts": attempts,
-                }
+                return failed(e)
             invalid += 1
             stats["retries"] += 1
             continue

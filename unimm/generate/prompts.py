@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,29 +59,39 @@ class FewShot(BaseModel):
 
 
 @dataclass(frozen=True)
-class PromptSet:
-    """A loaded prompt set; `fingerprint` identifies template + examples + schema + renderer."""
+class PromptFiles(ABC):
+    """A loaded prompt folder (generation's or the judge's): system prompt, user template with
+    `{slot}`s, few-shot examples (each with an `output` model) and the response schema.
+    `fingerprint` identifies all of them + the renderer; subclasses say how an example is asked."""
 
     name: str
     version: str
     system: str
     user_template: str
-    examples: tuple[FewShot, ...]
+    examples: tuple
     schema: dict
 
     @functools.cached_property
     def fingerprint(self) -> str:
         return prompt_hash(self.system, self.user_template, self.examples, self.schema)
 
-    def user_message(self, annotations: str) -> str:
-        return self.user_template.replace("{annotations}", annotations)
+    def fill(self, **slots: str) -> str:
+        """The user template with each `{slot}` replaced."""
+        text = self.user_template
+        for slot, value in slots.items():
+            text = text.replace("{" + slot + "}", value)
+        return text
+
+    @abstractmethod
+    def example_user(self, example: BaseModel) -> str:
+        """The user message of one few-shot example."""
 
     @functools.cached_property
     def prefix(self) -> list[Message]:
-        """System prompt + few-shot turns: identical for every record (prefix-cache friendly)."""
+        """System prompt + few-shot turns: identical for every request (prefix-cache friendly)."""
         msgs: list[Message] = [{"role": "system", "content": self.system}]
         for ex in self.examples:
-            msgs.append({"role": "user", "content": self.user_message(render_record(ex.input, None).text)})
+            msgs.append({"role": "user", "content": self.example_user(ex)})
             msgs.append({"role": "assistant", "content": ex.output.model_dump_json()})
         return msgs
 
@@ -88,6 +99,17 @@ class PromptSet:
     def prefix_tokens(self) -> int:
         # +4 per message for chat-template role markers.
         return sum(estimate_tokens(m["content"]) + 4 for m in self.prefix)
+
+
+@dataclass(frozen=True)
+class PromptSet(PromptFiles):
+    """Generation's prompt set: examples are `FewShot` records, the slot is `{annotations}`."""
+
+    def user_message(self, annotations: str) -> str:
+        return self.fill(annotations=annotations)
+
+    def example_user(self, example: BaseModel) -> str:
+        return self.user_message(render_record(example.input, None).text)  # type: ignore[attr-defined]
 
     def messages(self, record: MergedImage, budget: int | None) -> list[Message]:
         """The full request for one record: shared prefix, then the record's annotations."""

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from unimm.filter.config import FilterConfig
-from unimm.filter.normalize import normalize_text
 from unimm.filter.reasons import reason_code
 from unimm.grounding.checks import Check, turn_checks
 from unimm.grounding.evidence import Evidence, build_evidence
@@ -77,15 +76,17 @@ def ground_turns(
     verdicts: Sequence[JudgeVerdict] | None = None,
     *,
     evidence: Evidence | None = None,
+    judge_fingerprint: str | None = None,
 ) -> GroundingOutcome:
     """Check every assistant turn of a dialogue against `merged` (None: only the judge applies).
-    Pass `evidence` to reuse one `build_evidence` for several dialogues of one image."""
+    Pass `evidence` to reuse one `image_evidence` for several dialogues of one image, and the
+    judge prompt's `judge_fingerprint` with its `verdicts`."""
     cfg = cfg or FilterConfig()
     vocab = load_vocabulary(cfg.vocabulary)
     if merged is not None and evidence is None:
         evidence = image_evidence(merged, cfg)
     qas = merged.qas if merged is not None else []
-    questions = [normalize_text(q.question) for q in qas]
+    questions = evidence.questions if evidence is not None else []
     by_turn = {v.turn: v for v in verdicts or []}
 
     report_turns: list[TurnGrounding] = []
@@ -130,6 +131,7 @@ def ground_turns(
         chair_i=len(hallucinated_all) / len(mentioned) if mentioned else None,
         chair_s=bool(hallucinated_all) if mentioned else None,
         turns=report_turns,
+        judge_fingerprint=judge_fingerprint,
     )
     return GroundingOutcome(report, _reasons(all_checks, report, cfg))
 
@@ -162,9 +164,11 @@ def ground_chat(
     merged: MergedImage | None,
     cfg: FilterConfig | None = None,
     verdicts: Sequence[JudgeVerdict] | None = None,
+    *,
+    judge_fingerprint: str | None = None,
 ) -> GroundingOutcome:
     """`ground_turns` over a Chat's turns."""
-    return ground_turns(chat.turns, merged, cfg, verdicts)
+    return ground_turns(chat.turns, merged, cfg, verdicts, judge_fingerprint=judge_fingerprint)
 
 
 __all__ = ["GroundingOutcome", "ground_chat", "ground_turns", "image_evidence"]

@@ -33,6 +33,7 @@ class Evidence:
     vg_counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (distinct boxes, all boxes)
     text_counts: defaultdict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     colours: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    questions: list[str] = field(default_factory=list)  # normalised annotated questions, as merged.qas
 
     def absent(self, canonical: str, vocab: Vocabulary) -> bool:
         """True when the annotations show `canonical` is not in the picture."""
@@ -107,6 +108,7 @@ def _add_qa(ev: Evidence, qa: MergedQA, vocab: Vocabulary) -> None:
     q_claims = [c for c in text_claims(qa.question, vocab) if not c.negated]
     canon = normalize_answer(qa.answer) if qa.answer else ""
     q_norm = normalize_text(qa.question)
+    ev.questions.append(q_norm)
     if canon in ("yes", "no"):
         if canon == "yes":
             ev.present.update(c.canonical for c in q_claims)

@@ -26,7 +26,12 @@ from unimm.generate.backends import Completion, ResponseSchema
 from unimm.generate.config import GenerateConfig
 from unimm.generate.dispatch import Request, run_sync, send_all
 from unimm.generate.parse import OutputError, parse_json, validate_as
-from unimm.generate.prompts import Message, folder_key, prompt_hash, prompts_root, read_prompt_folder
+from unimm.generate.prompts import (
+    PromptFiles,
+    folder_key,
+    prompts_root,
+    read_prompt_folder,
+)
 from unimm.generate.render import estimate_tokens, render_record
 from unimm.generate.runner import request_id
 from unimm.schema import (
@@ -83,40 +88,17 @@ def render_dialogue(turns: Sequence[Turn]) -> tuple[str, list[int]]:
 
 
 @dataclass(frozen=True)
-class JudgePrompts:
-    """A loaded judge prompt set; `fingerprint` covers system, user template, examples, schema and
-    the renderer version, like generation's."""
-
-    name: str
-    version: str
-    system: str
-    user_template: str
-    examples: tuple[JudgeExample, ...]
-    schema: dict
-
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        return prompt_hash(self.system, self.user_template, self.examples, self.schema)
+class JudgePrompts(PromptFiles):
+    """The judge's prompt set: examples are `JudgeExample`s, the slots `{annotations}` and
+    `{dialogue}`; fingerprinted like generation's."""
 
     def user_message(self, annotations: str, dialogue: str) -> str:
-        return self.user_template.replace("{annotations}", annotations).replace("{dialogue}", dialogue)
+        return self.fill(annotations=annotations, dialogue=dialogue)
 
-    @functools.cached_property
-    def prefix(self) -> list[Message]:
-        """System prompt + few-shot turns: identical for every dialogue (prefix-cache friendly)."""
-        msgs: list[Message] = [{"role": "system", "content": self.system}]
-        for ex in self.examples:
-            dialogue, _ = render_dialogue(dialogue_turns(ex.dialogue))
-            msgs.append(
-                {"role": "user", "content": self.user_message(render_record(ex.input, None).text, dialogue)}
-            )
-            msgs.append({"role": "assistant", "content": ex.output.model_dump_json()})
-        return msgs
-
-    @functools.cached_property
-    def prefix_tokens(self) -> int:
-        # +4 per message for chat-template role markers, as generation estimates it.
-        return sum(estimate_tokens(m["content"]) + 4 for m in self.prefix)
+    def example_user(self, example: BaseModel) -> str:
+        ex: JudgeExample = example  # type: ignore[assignment]
+        dialogue, _ = render_dialogue(dialogue_turns(ex.dialogue))
+        return self.user_message(render_record(ex.input, None).text, dialogue)
 
 
 def load_judge_prompts(cfg: JudgeConfig) -> JudgePrompts:
