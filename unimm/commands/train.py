@@ -61,13 +61,22 @@ def register(app: typer.Typer) -> None:
         log_every: int = typer.Option(1, help="Log every N steps."),
         seed: int = typer.Option(0, help="Seed of model init, shard order and sample shuffling."),
         init_from: str = typer.Option(None, help="Start from RUN_DIR/checkpoint (e.g. sft from pretrain)."),
-        resume: bool = typer.Option(False, help="Continue RUN_DIR's checkpoint (saved configs win)."),
+        resume: bool = typer.Option(
+            False,
+            help="Continue the checkpoint in --out (saved configs win, but the run stays in --out, "
+            "wherever it was first written).",
+        ),
         stop_after: int = typer.Option(
             None, help="End this invocation after step N (checkpointed), keeping the --steps schedule."
         ),
         device: str = typer.Option("auto", help="auto, cuda or cpu."),
         debug_keys: bool = typer.Option(
             False, help="Append each consumed sample key to RUN_DIR/keys/rank<R>.txt."
+        ),
+        max_bad_samples: int = typer.Option(
+            100,
+            help="Skip undecodable samples (image or json), at most this many over the run; one more "
+            "stops it (after a checkpoint). 0: stop at the first.",
         ),
     ) -> None:
         """Train vision encoder -> adapter -> causal LM on unimm shards (use torchrun for DDP)."""
@@ -117,6 +126,7 @@ def register(app: typer.Typer) -> None:
                 pretrain_prompt=pretrain_prompt,
                 debug_keys=debug_keys,
                 device=device,
+                max_bad_samples=max_bad_samples,
             )
         except ValidationError as e:
             err = e.errors()[0]

@@ -9,7 +9,7 @@ from safetensors, the rest through `torch.load(..., weights_only=True)`.
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class TrainState:
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     torch_rng: torch.Tensor
+    # bad samples skipped so far, by reason, over all ranks (checkpoints before it lack the key)
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -57,6 +59,7 @@ def save_checkpoint(
                 "optimizer": state.optimizer,
                 "scheduler": state.scheduler,
                 "torch_rng": state.torch_rng,
+                "skipped": dict(state.skipped),
             },
             tmp / STATE,
         )
@@ -84,7 +87,12 @@ def load_state(folder: Path) -> TrainState:
             f"{path}: refuses to load (holds objects beyond tensors and plain containers)"
         ) from e
     return TrainState(
-        raw["step"], raw["consumed_batches"], raw["optimizer"], raw["scheduler"], raw["torch_rng"]
+        raw["step"],
+        raw["consumed_batches"],
+        raw["optimizer"],
+        raw["scheduler"],
+        raw["torch_rng"],
+        dict(raw.get("skipped", {})),
     )
 
 

@@ -137,6 +137,12 @@ class TrainConfig(_Strict):
     pretrain_prompt: str | None = None
     debug_keys: bool = False
     device: str = "auto"
+    max_bad_samples: int = Field(
+        100,
+        ge=0,
+        description="Undecodable samples (image or json) skipped and counted over all ranks before "
+        "the run stops; 0: stop at the first.",
+    )
 
     @model_validator(mode="after")
     def _stage_rules(self) -> TrainConfig:

@@ -16,6 +16,11 @@ and the run continues on exactly the batches an uninterrupted run would have see
 
 Images reach the model as uint8 [3, S, S]; the model normalises on its device (4x less data
 moved between processes than float32).
+
+With `skip_bad=True` a sample that cannot be decoded (image or json) is dropped through a counting
+webdataset handler (`SkipLog`) and its record travels with the batch under `SKIPPED`; a batch is
+the good samples among the next `batch_size` raw ones (possibly none), so the resume arithmetic
+above holds whatever is skipped. The training loop counts the records and enforces the bound.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import glob
 import io
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -42,10 +47,45 @@ from unimm.schema import Chat
 from unimm.train.template import IGNORE, ChatTemplate, pretrain_turns
 
 _ERROR = "__error__"
+SKIPPED = "skipped"
+REASONS = ("image", "json")
 
 
 class ShardDataError(UnimmError):
     """A bad sample met inside a DataLoader worker, re-raised in the training process."""
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """One dropped sample: where it was, why (`image` or `json`) and the full error text."""
+
+    shard: str
+    key: str | None
+    reason: str
+    text: str
+
+
+class SkipLog:
+    """A webdataset exception handler that records each bad sample, then defers to `inner`
+    (webdataset's own handlers keep no count). Only sample errors (`InputError`) are skippable:
+    anything else is a bug or an unreadable shard, and is re-raised."""
+
+    def __init__(self, inner: Callable[[Exception], bool] = wds.ignore_and_continue) -> None:
+        self.inner = inner
+        self.records: list[SkippedSample] = []
+
+    def __call__(self, exn: Exception) -> bool:
+        if not isinstance(exn, InputError):
+            return wds.reraise_exception(exn)
+        reason = "image" if exn.field == "jpg" else "json"
+        key = None if exn.record is None else str(exn.record)
+        self.records.append(SkippedSample(exn.file, key, reason, str(exn)))
+        return self.inner(exn)
+
+    def drain(self) -> list[SkippedSample]:
+        """The records since the last drain."""
+        out, self.records = self.records, []
+        return out
 
 
 def resolve_shards(pattern: str) -> list[str]:
@@ -150,11 +190,13 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 256,
         resampled: bool = False,
         consumed_batches: int = 0,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         self.urls, self.encoder, self.batch_size = urls, encoder, batch_size
         self.seed, self.shuffle_buffer, self.resampled = seed, shuffle_buffer, resampled
         self.consumed_batches = consumed_batches
+        self.skip_bad = skip_bad
 
     def _epoch_shards(self, epoch: int, rank: int, worker: int, num_workers: int) -> Iterator[dict[str, str]]:
         if self.resampled:
@@ -199,10 +241,15 @@ class ShardStream(IterableDataset):
         skip = max(0, -(-(self.consumed_batches - worker) // num_workers))
         stream = islice(self.raw_samples(), skip * self.batch_size, None)
         tok = self.encoder.template.tok
+        log = SkipLog()
+        decode = wds.map(self.encoder, handler=log if self.skip_bad else wds.reraise_exception)
         try:
             while True:
-                batch = [self.encoder(s) for s in islice(stream, self.batch_size)]
-                yield collate(batch, tok.pad_id, tok.image_token_id)
+                good = list(decode(islice(stream, self.batch_size)))
+                batch = collate(good, tok.pad_id, tok.image_token_id) if good else {"keys": []}
+                if self.skip_bad:
+                    batch[SKIPPED] = log.drain()
+                yield batch
         except UnimmError as e:
             # exceptions with custom constructors do not survive the worker -> main hop; send the text
             yield {_ERROR: str(e)}

@@ -9,6 +9,12 @@ stream (seeded by seed, epoch, rank, worker) skips exactly those, so a resumed r
 batches as an uninterrupted one, neither repeating nor skipping any (same seed, world size,
 workers, batch size and shards required). The costs: the skipped samples are re-read (not decoded)
 once at restart.
+
+A sample that cannot be decoded (image or json) is skipped, logged and counted over all ranks
+(`skipped_samples` in the metrics; the count is carried in the checkpoint); past
+`max_bad_samples` the run saves a checkpoint at the last finished step and stops with an error
+naming the last bad sample. The count is checked before each micro-step (a collective when
+world > 1, so every rank stops at the same point).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +37,12 @@ from unimm.errors import ConfigError
 from unimm.train import checkpoint as ckpt
 from unimm.train.config import ModelConfig, RunConfig, TrainConfig
 from unimm.train.data import (
+    REASONS,
+    SKIPPED,
     SampleEncoder,
+    ShardDataError,
     ShardStream,
+    SkippedSample,
     batches,
     check_shard_count,
     make_loader,
@@ -76,13 +87,18 @@ def _optimizer(model: MultimodalLM, cfg: TrainConfig) -> torch.optim.AdamW:
 
 def resolve_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[ModelConfig, TrainConfig, str]:
     """Apply --resume / --init-from: a resumed run keeps its saved configs (only `steps`,
-    `stop_after`, `save_every`, `log_every` may change; changing `steps` changes the lr schedule;
-    changing `workers` changes which worker reads what, so the data order is no longer the same); SFT from a pretrain checkpoint keeps its model config."""
+    `stop_after`, `save_every`, `log_every`, `workers`, `max_bad_samples` may change; changing
+    `steps` changes the lr schedule; changing `workers` changes which worker reads what, so the
+    data order is no longer the same); SFT from a pretrain checkpoint keeps its model config.
+    The run folder is always the one given now: the saved `out` is where the run was, and a
+    moved or copied run must neither train from nor write into that place."""
     out = Path(train_cfg.out)
     if train_cfg.resume and (out / CHECKPOINT / ckpt.STATE).is_file():
         saved = RunConfig.load(out / "config.json")
         t = saved.train.model_copy(
             update={
+                "out": train_cfg.out,
+                "max_bad_samples": train_cfg.max_bad_samples,
                 "steps": train_cfg.steps,
                 "save_every": train_cfg.save_every,
                 "log_every": train_cfg.log_every,
@@ -100,6 +116,84 @@ def resolve_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Mod
             f"init from {train_cfg.init_from}",
         )
     return model_cfg, train_cfg, "fresh run"
+
+
+class BadSamples:
+    """Bad samples skipped by this run: this rank's records, and the counts by reason over all
+    ranks (plus those carried over from the checkpoint) that `bound` applies to."""
+
+    def __init__(
+        self,
+        carried: dict[str, int],
+        bound: int,
+        world: int,
+        device: torch.device,
+        echo: Callable[[str], Any],
+    ) -> None:
+        self.carried = torch.tensor([carried.get(r, 0) for r in REASONS], dtype=torch.int64)
+        self.local = torch.zeros(len(REASONS), dtype=torch.int64)
+        self.total = self.carried.clone()
+        self.bound, self.world, self.device, self.echo = bound, world, device, echo
+        self.last: SkippedSample | None = None
+
+    def add(self, records: list[SkippedSample]) -> None:
+        """Count and report the records one loader batch brought."""
+        for r in records:
+            self.local[REASONS.index(r.reason)] += 1
+            self.last = r
+            self.echo(f"skipped a bad sample: {r.text}")
+
+    def locally_past_bound(self) -> bool:
+        """Past the bound on this rank's count alone (then it is past it over all ranks too)."""
+        return int((self.carried + self.local).sum()) > self.bound
+
+    def sync(self) -> bool:
+        """Refresh the counts over all ranks (a collective when world > 1); True past the bound."""
+        counts = self.local.clone()
+        if self.world > 1:
+            # nccl reduces only device tensors, gloo only host ones
+            on = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+            counts = counts.to(on)
+            dist.all_reduce(counts)
+            counts = counts.cpu()
+        self.total = self.carried + counts
+        return self.count > self.bound
+
+    @property
+    def count(self) -> int:
+        """Samples skipped over all ranks as of the last `sync`."""
+        return int(self.total.sum())
+
+    def by_reason(self) -> dict[str, int]:
+        """The counts of `count` by reason (`image`, `json`)."""
+        return {r: int(n) for r, n in zip(REASONS, self.total.tolist(), strict=True)}
+
+    def stop_message(self, step: int, saved: Path | None) -> str:
+        """Why the run stops: the count, the bound, the last bad sample this rank met, and where
+        the checkpoint of `step` was saved (None: no step trained in this invocation)."""
+        last = self.last.text if self.last else "(met on another rank)"
+        where = (
+            f"; checkpoint of step {step} saved to {saved}" if saved else "; no step trained, nothing saved"
+        )
+        return (
+            f"{self.count} bad sample(s) skipped, more than --max-bad-samples {self.bound}; "
+            f"the last: {last}{where}"
+        )
+
+
+def _next_batch(data: Iterator[dict[str, Any]], bad: BadSamples) -> tuple[dict[str, Any] | None, int]:
+    """The next loader batch holding samples and how many loader batches that took (all count as
+    consumed: resume skips loader batches, whatever they held); None once this rank alone is
+    past the bound (a shard of nothing but bad samples must not spin forever)."""
+    fetched = 0
+    while True:
+        batch = next(data)
+        fetched += 1
+        bad.add(batch.pop(SKIPPED, []))
+        if batch["keys"]:
+            return batch, fetched
+        if bad.locally_past_bound():
+            return None, fetched
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, echo: Any = print) -> dict[str, Any]:
@@ -138,12 +232,13 @@ def _train(
         optimizer, warmup_cosine(cfg.steps, cfg.warmup, cfg.min_lr_ratio)
     )
     step = consumed = 0
+    skipped: dict[str, int] = {}
     if cfg.resume and (out / CHECKPOINT / ckpt.STATE).is_file():
         ckpt.apply_weights(model, ckpt.load_weights(out / CHECKPOINT), expected, out / CHECKPOINT)
         state = ckpt.load_state(out / CHECKPOINT)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
-        step, consumed = state.step, state.consumed_batches
+        step, consumed, skipped = state.step, state.consumed_batches, state.skipped
         torch.set_rng_state(state.torch_rng)
     elif cfg.init_from:
         src = Path(cfg.init_from)
@@ -182,6 +277,7 @@ def _train(
         shuffle_buffer=cfg.shuffle_buffer,
         resampled=cfg.resampled,
         consumed_batches=consumed,
+        skip_bad=True,
     )
     loader = make_loader(stream, cfg.workers, pin_memory=device.type == "cuda")
     data = batches(loader)
@@ -196,13 +292,31 @@ def _train(
     last: dict[str, Any] = {}
     window = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-steps, samples, tokens
     t_window = time.perf_counter()
+    bad = BadSamples(skipped, cfg.max_bad_samples, world, device, echo)
+    start_step = step
+
+    def save(at: ckpt.TrainState) -> Path:
+        return ckpt.save_checkpoint(out / CHECKPOINT, model.checkpoint_state(), at, run_cfg)
+
     model.train()
     try:
         while step < end:
             lr = scheduler.get_last_lr()[0]
+            # the state a stop before this step's update must checkpoint (optimiser and scheduler
+            # only change at optimizer.step(), so they are still at this point then)
+            at_step = (step, consumed, torch.get_rng_state(), bad.by_reason())
             for micro in range(cfg.grad_accum):
-                batch = next(data)
-                consumed += 1
+                batch, fetched = _next_batch(data, bad)
+                consumed += fetched
+                if bad.sync():
+                    trained = step > start_step  # else the checkpoint there (if any) is this state
+                    if trained and rank == 0:
+                        s, c, rng, sk = at_step
+                        save(ckpt.TrainState(s, c, optimizer.state_dict(), scheduler.state_dict(), rng, sk))
+                    if world > 1:
+                        dist.barrier()  # rank 0's checkpoint is complete before any rank exits
+                    raise ShardDataError(bad.stop_message(step, out / CHECKPOINT if trained else None))
+                assert batch is not None  # None only past the bound
                 if keys_log:
                     keys_log.write("\n".join(batch["keys"]) + "\n")
                 tensors = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "keys"}
@@ -223,7 +337,11 @@ def _train(
             step += 1
             if step % cfg.log_every == 0 or step == end:
                 if world > 1:
-                    dist.all_reduce(window)  # gloo/nccl: sums over ranks
+                    # sums over ranks; nccl reduces only device tensors, gloo only host ones
+                    on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+                    reduced = window.to(on)
+                    dist.all_reduce(reduced)
+                    window = reduced.cpu()
                 elapsed = time.perf_counter() - t_window
                 last = {
                     "step": step,
@@ -233,21 +351,32 @@ def _train(
                     "samples_per_s": round(window[2].item() / elapsed, 2),
                     "tokens_per_s": round(window[3].item() / elapsed, 1),
                     "consumed_batches": consumed,
+                    "skipped_samples": bad.count,
+                    "skipped_reasons": {r: n for r, n in bad.by_reason().items() if n},
                 }
                 if metrics:
                     metrics.write(json.dumps(last) + "\n")
                     metrics.flush()
-                    echo(" ".join(f"{k}={v}" for k, v in last.items()))
+                    echo(" ".join(f"{k}={v}" for k, v in last.items() if not isinstance(v, dict)))
                 window.zero_()
                 t_window = time.perf_counter()
             if (cfg.save_every and step % cfg.save_every == 0) or step == end:
                 if rank == 0:
-                    state = ckpt.TrainState(
-                        step, consumed, optimizer.state_dict(), scheduler.state_dict(), torch.get_rng_state()
+                    save(
+                        ckpt.TrainState(
+                            step,
+                            consumed,
+                            optimizer.state_dict(),
+                            scheduler.state_dict(),
+                            torch.get_rng_state(),
+                            bad.by_reason(),
+                        )
                     )
-                    ckpt.save_checkpoint(out / CHECKPOINT, model.checkpoint_state(), state, run_cfg)
                 if world > 1:
                     dist.barrier()
+        if rank == 0:
+            reasons = ", ".join(f"{r} {n}" for r, n in bad.by_reason().items())
+            echo(f"finished at step {step}; {bad.count} bad sample(s) skipped ({reasons})")
     finally:
         for f in (metrics, keys_log):
             if f:
