@@ -18,22 +18,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from unimm import __version__
+from unimm.redact import is_secret_key
 from unimm.workdir import atomic_path
-
-# Keys never hashed into fingerprints nor written to markers: secrets must not leak, and rotating
-# an API key must not invalidate a cache.
-SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
 
 
 def _canonical(obj: Any) -> Any:
     if isinstance(obj, BaseModel):
         return _canonical(obj.model_dump(mode="json"))
     if isinstance(obj, dict):
-        return {
-            str(k): _canonical(v)
-            for k, v in sorted(obj.items())
-            if not any(h in str(k).lower() for h in SECRET_HINTS)
-        }
+        # Secrets are never hashed: they must not leak, and rotating a key must not invalidate
+        # a cache.
+        return {str(k): _canonical(v) for k, v in sorted(obj.items()) if not is_secret_key(str(k))}
     if isinstance(obj, (list, tuple)):
         return [_canonical(v) for v in obj]
     if isinstance(obj, Path):

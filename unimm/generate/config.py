@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,6 +16,21 @@ ResponseFormat = Literal["auto", "json_schema", "json_object", "none"]
 DEFAULT_LOCAL_MODEL = "SmolLM2-135M-Instruct"
 # Environment variables searched, in order, for the API key. The key itself never enters a config.
 API_KEY_ENVS: tuple[str, ...] = ("UNIMM_API_KEY", "OPENAI_API_KEY")
+# The derived read timeout: a floor for queueing and prefill, plus time per answer token at a
+# decode pace (20 tokens/s) far below what even a loaded server keeps up per request.
+READ_TIMEOUT_BASE_S = 30.0
+READ_TIMEOUT_PER_TOKEN_S = 0.05
+# The derived request deadline leaves room for this many attempts at the derived pace.
+DEADLINE_ATTEMPTS = 3
+
+
+class Timeouts(NamedTuple):
+    """How long the openai backend waits, in seconds (see GenerateConfig.timeouts)."""
+
+    connect_s: float
+    read_s: float
+    models_s: float
+    deadline_s: float | None
 
 
 class GenerateConfig(BaseModel):
@@ -44,7 +59,20 @@ class GenerateConfig(BaseModel):
     invalid_retries: int = Field(2, ge=0, description="Retries of output that is not a valid dialogue.")
     backoff_s: float = Field(0.5, gt=0.0, description="First backoff; doubles per retry, with jitter.")
     backoff_max_s: float = Field(20.0, gt=0.0)
-    timeout_s: float = Field(300.0, gt=0.0)
+    connect_timeout_s: float = Field(10.0, gt=0.0, description="Seconds to open a connection to a server.")
+    timeout_s: float | None = Field(
+        None,
+        gt=0.0,
+        description="Read timeout of one attempt; default: derived from max_tokens (see timeouts()).",
+    )
+    models_timeout_s: float = Field(
+        10.0, gt=0.0, description="Timeout of the /v1/models check that detects the response format."
+    )
+    request_deadline_s: float | None = Field(
+        None,
+        gt=0.0,
+        description="Most seconds one request may take, retries and backoff included; default: derived.",
+    )
     response_format: ResponseFormat = "auto"
     prompt_set: str = "unimm_chat"
     prompt_version: str = "v1"
@@ -77,6 +105,24 @@ class GenerateConfig(BaseModel):
 
     def threads(self) -> int:
         return self.n_threads or os.cpu_count() or 1
+
+    def timeouts(self) -> Timeouts:
+        """Connect, read and model-list timeouts of one attempt, and the deadline of a request.
+
+        The read timeout scales with max_tokens unless `timeout_s` sets it. The deadline bounds a
+        request's attempts and backoffs together; it is None for in-process backends (no server
+        can hang them, and a slow CPU is no fault).
+        """
+        derived_read = READ_TIMEOUT_BASE_S + self.max_tokens * READ_TIMEOUT_PER_TOKEN_S
+        read = self.timeout_s or derived_read
+        deadline = self.request_deadline_s
+        if deadline is None and self.backend == "openai":
+            # A few attempts at the derived pace, and never less than one full attempt at an
+            # explicit (possibly longer) read timeout.
+            deadline = max(
+                DEADLINE_ATTEMPTS * (self.connect_timeout_s + derived_read), self.connect_timeout_s + read
+            )
+        return Timeouts(self.connect_timeout_s, read, self.models_timeout_s, deadline)
 
     def api_key(self) -> str | None:
         """The API key from the environment only; never stored, logged or hashed."""

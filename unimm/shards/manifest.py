@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unimm.errors import InputError
+from unimm.redact import REDACTED, is_secret_key
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = "1"
-_SECRET = re.compile(r"key|token|secret|password", re.I)
-REDACTED = "***"
 
 
 class ShardEntry(BaseModel):
@@ -71,12 +69,9 @@ class Manifest(BaseModel):
 
 
 def scrub(obj: Any) -> Any:
-    """Copy of `obj` with the value of every mapping key naming a key/token/secret/password replaced."""
+    """Copy of `obj` with the value of every mapping key that names a credential replaced."""
     if isinstance(obj, dict):
-        return {
-            k: (REDACTED if isinstance(k, str) and _SECRET.search(k) and v else scrub(v))
-            for k, v in obj.items()
-        }
+        return {k: (REDACTED if is_secret_key(k) and v else scrub(v)) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [scrub(v) for v in obj]
     if isinstance(obj, Path):
