@@ -47,3 +47,26 @@ class MissingStageOutputError(UnimmError):
 
     def __init__(self, path: str | Path, needs: str) -> None:
         super().__init__(f"{path} not found: run `{needs}` first")
+
+
+class IncompleteError(UnimmError):
+    """A run that did all it could but is not finished (e.g. the LLM server was unreachable for
+    some requests). Everything received is kept; rerunning the same command retries the rest."""
+
+    exit_code = 3
+
+
+class WorkDirBusyError(UnimmError):
+    """Another process holds the work directory's lock; names it and since when."""
+
+    def __init__(self, work: str | Path, holder: dict) -> None:
+        self.work = str(work)
+        self.holder = holder
+        if holder.get("pid"):
+            who = (
+                f"pid {holder['pid']} on {holder.get('host', '?')} since {holder.get('since', '?')}"
+                f" ({holder.get('command', '?')})"
+            )
+        else:
+            who = "another process (it has not recorded itself yet)"
+        super().__init__(f"work directory {self.work} is in use by {who}; wait for it to finish or stop it")

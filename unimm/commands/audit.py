@@ -3,6 +3,7 @@ annotations of a data root; writes verdicts.parquet, summary.json and report.htm
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -59,6 +60,7 @@ def register(app: typer.Typer) -> None:
         from unimm.audit import AuditOptions, run_audit
         from unimm.audit.report import print_summary
         from unimm.commands.filter import load_stage_config
+        from unimm.workdir import exclusive_work
 
         cfg = load_stage_config(config).filter
         if min_grounding is not None:
@@ -76,5 +78,7 @@ def register(app: typer.Typer) -> None:
         )
         # progress goes to stdout with the summary: stderr carries only the one-line error, if any
         con = Console(highlight=False)
-        result = run_audit(opts, cfg, log=lambda m: con.print(f"[dim]audit:[/] {m}"))
+        # a kept --work is shared with builds: hold its lock; a temp folder needs none
+        with exclusive_work(work) if work is not None else contextlib.nullcontext():
+            result = run_audit(opts, cfg, log=lambda m: con.print(f"[dim]audit:[/] {m}"))
         print_summary(result.summary, out, con)

@@ -18,7 +18,7 @@ from unimm.filter.pipeline import FilterStageConfig, run_filter_stage
 from unimm.filter.tables import rejects_to_frame
 from unimm.schema import MergedImage
 from unimm.tables import chats_to_frame, frame_to_chats
-from unimm.workdir import atomic_path, merged_dir, write_parquet_atomic
+from unimm.workdir import atomic_path, exclusive_work, merged_dir, write_parquet_atomic
 
 
 def load_stage_config(path: Path | None) -> FilterStageConfig:
@@ -99,24 +99,25 @@ def register(app: typer.Typer) -> None:
         judge_overrides = {"backend": judge_llm, "model": judge_model, "base_urls": judge_base_url or None}
         cfg.filter.judge_llm = _with_overrides(cfg.filter.judge_llm, judge_overrides)
 
-        src = Path(work) / "generate" / "chats.parquet"
-        if not src.is_file():
-            raise InputError(src, "not found (run `unimm generate` first)")
-        try:
-            chats = frame_to_chats(pl.read_parquet(src))
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise InputError(src, err["msg"], field=".".join(map(str, err["loc"]))) from None
-        merged = load_merged(work, {c.image_key for c in chats})
-        out = Path(work) / "filter"
-        kept, rejects, summary = run_filter_stage(
-            chats, merged, cfg, judge_cache=out / "judge-cache", progress=progress
-        )
+        with exclusive_work(work):
+            src = Path(work) / "generate" / "chats.parquet"
+            if not src.is_file():
+                raise InputError(src, "not found (run `unimm generate` first)")
+            try:
+                chats = frame_to_chats(pl.read_parquet(src))
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise InputError(src, err["msg"], field=".".join(map(str, err["loc"]))) from None
+            merged = load_merged(work, {c.image_key for c in chats})
+            out = Path(work) / "filter"
+            kept, rejects, summary = run_filter_stage(
+                chats, merged, cfg, judge_cache=out / "judge-cache", progress=progress
+            )
 
-        write_parquet_atomic(chats_to_frame(kept), out / "kept.parquet")
-        write_parquet_atomic(rejects_to_frame(rejects), out / "rejects.parquet")
-        with atomic_path(out / "summary.json") as tmp:
-            tmp.write_text(json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+            write_parquet_atomic(chats_to_frame(kept), out / "kept.parquet")
+            write_parquet_atomic(rejects_to_frame(rejects), out / "rejects.parquet")
+            with atomic_path(out / "summary.json") as tmp:
+                tmp.write_text(json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
         typer.echo(f"filter: {summary.input} in, {summary.kept} kept, {summary.rejected} rejected")
         for reason, n in summary.rejects_by_reason.items():
             typer.echo(f"  {reason}: {n}")

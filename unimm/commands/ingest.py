@@ -11,7 +11,7 @@ from rich.table import Table
 from unimm.errors import ConfigError
 from unimm.ingest import IngestResult, present_sources, run_ingest
 from unimm.sources import DEFAULT_DATA_ROOT, parse_sources
-from unimm.workdir import DEFAULT_WORK
+from unimm.workdir import DEFAULT_WORK, exclusive_work
 
 _COLUMNS = ("caption", "qa", "region", "object", "rationale")
 
@@ -85,7 +85,8 @@ def register(app: typer.Typer) -> None:
             names = parse_sources(sources)
             if not names:
                 raise ConfigError("--sources names no source")
-        results = run_ingest(
-            data_root, work, names, jobs=jobs, progress=not quiet, memory_budget=int(memory_gb * 2**30)
-        )
+        with exclusive_work(work):
+            results = run_ingest(
+                data_root, work, names, jobs=jobs, progress=not quiet, memory_budget=int(memory_gb * 2**30)
+            )
         Console().print(summary_table(results))

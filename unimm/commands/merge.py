@@ -10,7 +10,7 @@ from rich.table import Table
 
 from unimm.merge import MergeConfig, MergeSummary, merge
 from unimm.sources import parse_sources
-from unimm.workdir import DEFAULT_WORK
+from unimm.workdir import DEFAULT_WORK, exclusive_work
 
 
 def print_summary(summary: MergeSummary, console: Console | None = None) -> None:
@@ -69,4 +69,6 @@ def register(app: typer.Typer) -> None:
             min_sources=min_sources,
             partitions=partitions,
         )
-        print_summary(merge(work, cfg))
+        with exclusive_work(work):
+            summary = merge(work, cfg)
+        print_summary(summary)

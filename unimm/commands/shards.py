@@ -13,7 +13,7 @@ from unimm.errors import InputError
 from unimm.filter.tables import rejects_to_frame
 from unimm.shards import ShardConfig, export_llava, export_unimm_parquet, verify_shards, write_shards_result
 from unimm.tables import frame_to_chats
-from unimm.workdir import write_parquet_atomic
+from unimm.workdir import exclusive_work, write_parquet_atomic
 
 
 class ExportFormat(str, Enum):
@@ -34,19 +34,20 @@ def register(app: typer.Typer) -> None:
         maxsize: int = typer.Option(1 << 30, help="Bytes per shard at most."),
     ) -> None:
         """Write kept chats as <prefix>-%06d.tar WebDataset shards + manifest.json."""
-        src = Path(work) / "filter" / "kept.parquet"
-        if not src.is_file():
-            raise InputError(src, "not found (run `unimm filter` first)")
-        if image_root is not None and not image_root.is_dir():
-            raise InputError(image_root, "image root is not a directory")
-        chats = frame_to_chats(pl.read_parquet(src))
-        extra: dict = {}
-        summary = Path(work) / "filter" / "summary.json"
-        if summary.is_file():
-            extra["rejects_by_reason"] = json.loads(summary.read_text()).get("rejects_by_reason", {})
-        cfg = ShardConfig(prefix=prefix, maxcount=maxcount, maxsize=maxsize)
-        manifest, rejects = write_shards_result(chats, out, cfg, image_root, extra)
-        write_parquet_atomic(rejects_to_frame(rejects), Path(work) / "shards" / "rejects.parquet")
+        with exclusive_work(work):
+            src = Path(work) / "filter" / "kept.parquet"
+            if not src.is_file():
+                raise InputError(src, "not found (run `unimm filter` first)")
+            if image_root is not None and not image_root.is_dir():
+                raise InputError(image_root, "image root is not a directory")
+            chats = frame_to_chats(pl.read_parquet(src))
+            extra: dict = {}
+            summary = Path(work) / "filter" / "summary.json"
+            if summary.is_file():
+                extra["rejects_by_reason"] = json.loads(summary.read_text()).get("rejects_by_reason", {})
+            cfg = ShardConfig(prefix=prefix, maxcount=maxcount, maxsize=maxsize)
+            manifest, rejects = write_shards_result(chats, out, cfg, image_root, extra)
+            write_parquet_atomic(rejects_to_frame(rejects), Path(work) / "shards" / "rejects.parquet")
         typer.echo(
             f"shards: {manifest.total_samples} samples in {len(manifest.shards)} shards "
             f"({manifest.total_bytes} bytes) -> {out}; {len(rejects)} rejected"

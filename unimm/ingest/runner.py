@@ -16,7 +16,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import nullcontext
@@ -27,7 +26,7 @@ from unimm.errors import InputError, MissingFilesError, UnimmError
 from unimm.ingest.base import IngestResult, kind_counts
 from unimm.ingest.registry import INGESTERS, check_inputs
 from unimm.sources import parse_sources
-from unimm.workdir import ingest_images, ingest_table
+from unimm.workdir import ingest_images, ingest_table, temp_path
 
 # below this much JSON, starting worker processes costs more than it saves
 _PARALLEL_MIN_BYTES = 32 * 2**20
@@ -39,10 +38,6 @@ class _Staged:
     result: IngestResult
     tmp_table: Path
     tmp_images: Path
-
-
-def _tmp_beside(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
 
 
 def _ingest_one(name: str, data_root: Path, tmp_table: Path, tmp_images: Path, work: Path) -> _Staged:
@@ -123,7 +118,7 @@ def run_ingest(
     check_inputs(data_root, names)
     sizes = {n: _input_bytes(n, data_root) for n in names}
     names = sorted(names, key=lambda n: -sizes[n])
-    tmps = {n: (_tmp_beside(ingest_table(work, n)), _tmp_beside(ingest_images(work, n))) for n in names}
+    tmps = {n: (temp_path(ingest_table(work, n)), temp_path(ingest_images(work, n))) for n in names}
     (work / "ingest").mkdir(parents=True, exist_ok=True)
     staged: dict[str, _Staged] = {}
     errors: dict[str, BaseException] = {}

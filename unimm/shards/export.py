@@ -9,9 +9,8 @@ from pathlib import Path
 import polars as pl
 
 from unimm.schema import Chat
-from unimm.shards.manifest import read_manifest
 from unimm.shards.read import iter_tar_samples
-from unimm.shards.verify import IMAGE_EXTS
+from unimm.shards.verify import IMAGE_EXTS, verified_manifest
 from unimm.workdir import atomic_path, write_parquet_atomic
 
 ROLE_TO_FROM = {"user": "human", "assistant": "gpt"}
@@ -28,8 +27,12 @@ UNIMM_PARQUET_SCHEMA = pl.Schema(
 
 
 def iter_shard_chats(shard_dir: Path) -> Iterator[tuple[Chat, bytes | None]]:
-    """(Chat, image bytes or None) for every sample, in manifest shard order then tar order."""
-    man = read_manifest(shard_dir)
+    """(Chat, image bytes or None) for every sample, in manifest shard order then tar order.
+
+    Every shard is first checked against manifest.json (present, bytes, sha256): a truncated,
+    missing or altered shard raises ShardVerifyError before anything is yielded, so an export
+    never writes a partial or silently changed corpus."""
+    man = verified_manifest(shard_dir)
     for e in man.shards:
         for _, members in iter_tar_samples(Path(shard_dir) / e.name):
             image = next((members[x] for x in sorted(IMAGE_EXTS) if x in members), None)
