@@ -9,7 +9,6 @@ import pytest
 from tests.test_filter import make_chat
 from unimm.decontam import DecontamConfig, EvalFile, decontaminate, load_eval_file
 from unimm.errors import InputError
-from unimm.schema import MergedImage
 
 LONG_Q = "What is the name of the famous building shown behind the people in this photo?"
 
@@ -107,8 +106,7 @@ def test_karpathy_test_split_only(tmp_path):
 def test_vg_image_with_coco_id_uses_merged(tmp_path):
     p = tmp_path / "ids.txt"
     p.write_text("777\n")
-    merged = {"vg_7": MergedImage(image_key="vg_7", coco_id=777, vg_id=7, sources=["vg"])}
-    res = decontaminate(chats(), merged, DecontamConfig(eval_files=[EvalFile(path=p)]))
+    res = decontaminate(chats(), {"vg_7": 777}, DecontamConfig(eval_files=[EvalFile(path=p)]))
     assert [r.id for r in res.rejects] == ["vg_7"]
 
 

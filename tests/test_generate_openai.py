@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_unimm
 from tests.test_generate_template import fixture_records, write_merged
 from unimm.generate import GenerateConfig, generate_chats
 from unimm.generate.cache import CACHE_FILE
@@ -322,3 +323,39 @@ def test_cli_openai_never_leaks_the_key(tmp_path: Path, proxy_factory, cli) -> N
     summary = json.loads((tmp_path / "generate" / "summary.json").read_text())
     assert summary["records"] == 1 and summary["requests_sent"] >= 1
     assert os.environ.get("UNIMM_API_KEY") != SECRET  # the test itself did not leak it either
+
+
+def test_build_sends_again_after_an_outage(tmp_path: Path, proxy_factory) -> None:
+    """The proxy answers every chat request 503 (the real server stands behind it): the build
+    stops short with exit 3 naming the server and marks no generation done; once the server is
+    back, the same command sends the requests and finishes."""
+    data, work, out = tmp_path / "data", tmp_path / "work", tmp_path / "shards"
+    assert run_unimm("sample", "--out", data).returncode == 0
+    proxy = proxy_factory(fail_every=1, fail_status=503)
+    args = ["build", "--sources", "coco,vqav2", "--data-root", data, "--work", work, "--out", out,
+            "--llm", "openai", "--model", MODEL, "--base-url", proxy.url, "--limit", "2",
+            "--set", "generate.max_tokens=96", "--set", "generate.retries=1", "--set", "generate.backoff_s=0.05",
+            "--set", "filter.reject_hallucinations=false", "--set", "filter.min_grounding=0"]  # fmt: skip
+    r = run_unimm(*args)
+    assert r.returncode == 3, r.stderr
+    assert "generation incomplete" in r.stderr and proxy.url in r.stderr and "http_503" in r.stderr
+    assert not list((work / "markers").glob("generate-*.done.json"))
+    assert not out.exists()
+
+    proxy.fail_every = 0  # the server is back
+    r = run_unimm(*args)
+    assert r.returncode == 0, r.stderr
+    counts = json.loads((work / "markers" / "generate-00000.done.json").read_text())["counts"]
+    assert counts["requests_sent"] >= 2 and counts["transient_failures"] == 0
+    assert counts["chats"] + counts["failures"] == 2
+    assert json.loads((out / "manifest.json").read_text())["total_samples"] <= 2
+
+
+def test_generate_exits_non_zero_when_the_server_never_answers(tmp_path: Path, proxy_factory, cli) -> None:
+    proxy = proxy_factory(fail_every=1, fail_status=503)
+    write_merged(tmp_path, records(2))
+    r = cli("generate", "--work", tmp_path, "--llm", "openai", "--model", MODEL, "--base-url", proxy.url,
+            "--retries", "0", "--no-progress")  # fmt: skip
+    assert r.returncode == 3
+    assert "2 of 2 requests got no answer" in r.stderr and "http_503" in r.stderr
+    assert (tmp_path / "generate" / "failures.parquet").exists()  # the failures are still recorded

@@ -16,24 +16,28 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 from pydantic import BaseModel
 
 from unimm import __version__, workdir
 from unimm.config import PipelineConfig
-from unimm.decontam import decontaminate
+from unimm.decontam import decontaminate, load_eval_file
 from unimm.dedup import dedup_chats
 from unimm.errors import ConfigError
+from unimm.filter import FilterConfig
 from unimm.filter.pipeline import judge_and_filter, judge_fingerprint_for
 from unimm.filter.reasons import reason_code
 from unimm.filter.tables import rejects_to_frame
 from unimm.generate import generate_chats, prompt_fingerprint
-from unimm.generate.prompts import prompt_set_for
+from unimm.generate.dispatch import TRANSIENT_REASONS_PREFIX, is_transient
+from unimm.generate.prompts import prompt_set_for, record_budget
 from unimm.grounding.vocab import vocabulary_fingerprint
 from unimm.ingest import check_inputs, run_ingest
 from unimm.merge import merge, merged_parts
 from unimm.schema import Chat, GenerationFailure, MergedImage, Reject
+from unimm.shards.manifest import read_manifest
 from unimm.shards.writer import write_shards_result
 from unimm.sources import SOURCE_SPECS
 from unimm.stagecache import StageMarker, code_fingerprint, files_fingerprint, fingerprint, is_done, mark_done
@@ -44,7 +48,7 @@ STAGES = ("ingest", "merge", "generate", "filter", "corpus", "shards")
 
 class StageReport(BaseModel):
     stage: str
-    status: str  # ran | cached
+    status: str  # ran | cached | incomplete
     seconds: float
     counts: dict[str, int] = {}
 
@@ -54,6 +58,7 @@ class BuildReport(BaseModel):
     out: str | None
     dialogues: int
     rejected_by_reason: dict[str, int]
+    incomplete: str | None = None  # why the build stopped short (rerunning it retries)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -67,8 +72,33 @@ def write_rejects(rejects: list[Reject], path: Path) -> None:
     workdir.write_parquet_atomic(rejects_to_frame(rejects), path)
 
 
-def read_merged(part: Path) -> list[MergedImage]:
-    return [MergedImage.model_validate(r) for r in pl.read_parquet(part).iter_rows(named=True)]
+def read_merged(part: Path, *, n_rows: int | None = None, keys: set[str] | None = None) -> list[MergedImage]:
+    """Merged records of one partition: the first `n_rows`, or only those whose image is in `keys`
+    (a filter needs the records of the dialogues it judges, not the whole partition)."""
+    lf = pl.scan_parquet(part)
+    if keys is not None:
+        lf = lf.filter(pl.col("image_key").is_in(list(keys)))
+    if n_rows is not None:
+        lf = lf.head(n_rows)
+    return [MergedImage.model_validate(r) for r in lf.collect().iter_rows(named=True)]
+
+
+def _rows(part: Path) -> int:
+    """Row count from the Parquet footer (no data read)."""
+    return int(pl.scan_parquet(part).select(pl.len()).collect().item())
+
+
+def _coco_ids(parts: list[Path], keys: set[str]) -> dict[str, int]:
+    """image key -> COCO id for the VG-keyed images among `keys` that know one (decontamination
+    matches those against COCO evaluation images). Two columns, not whole records: at full scale
+    the merged records do not fit in memory as objects."""
+    df = (
+        pl.scan_parquet(parts)
+        .select("image_key", "coco_id")
+        .filter(pl.col("coco_id").is_not_null() & pl.col("image_key").is_in(list(keys)))
+        .collect()
+    )
+    return dict(zip(df["image_key"].to_list(), df["coco_id"].to_list(), strict=True))
 
 
 def _write_failures(failures: list[GenerationFailure], path: Path) -> None:
@@ -90,18 +120,27 @@ class _Runner:
         outputs: list[Path],
         run: Callable[[], dict[str, int]],
         marker_name: str | None = None,
-    ) -> str:
+        complete: Callable[[dict[str, int]], bool] | None = None,
+    ) -> bool:
+        """Run `run` unless a marker with fingerprint `fp` says it already ran; True when the stage
+        is done. A run that `complete` judges unfinished keeps its outputs but gets no marker, so
+        the next run of the same build does it again."""
         marker_name = marker_name or name
         done = is_done(_markers(self.work), marker_name, fp)
         if done is not None:
             self.reports.append(
                 StageReport(stage=marker_name, status="cached", seconds=0.0, counts=done.counts)
             )
-            return fp
+            return True
         self.log(f"[bold]{marker_name}[/] running")
         t0 = time.perf_counter()
         counts = run()
         dt = time.perf_counter() - t0
+        if complete is not None and not complete(counts):
+            self.reports.append(
+                StageReport(stage=marker_name, status="incomplete", seconds=round(dt, 2), counts=counts)
+            )
+            return False
         mark_done(
             _markers(self.work),
             StageMarker(
@@ -113,7 +152,63 @@ class _Runner:
             ),
         )
         self.reports.append(StageReport(stage=marker_name, status="ran", seconds=round(dt, 2), counts=counts))
-        return fp
+        return True
+
+
+class _Plan(NamedTuple):
+    """What the later stages derive from the config, computed (and so validated) up front."""
+
+    prompt_fp: str
+    filter_cfg: FilterConfig
+    judge_fp: str | None
+    vocab_fp: str
+    rules_fp: str
+
+
+def _plan(cfg: PipelineConfig) -> _Plan:
+    """Load every file the config names (prompt sets, vocabulary, evaluation files) and derive the
+    stage keys from them; raises the error a stage would raise hours later."""
+    if cfg.generate.backend != "template":
+        cfg.generate.resolved_model()
+        record_budget(cfg.generate, prompt_set_for(cfg.generate))
+    filter_cfg = cfg.filter
+    if not filter_cfg.prompt_text and cfg.generate.backend != "template":
+        # A dialogue that repeats the instructions it was given is a prompt echo: tell the filter
+        # what those instructions were.
+        filter_cfg = filter_cfg.model_copy(update={"prompt_text": prompt_set_for(cfg.generate).system})
+    if filter_cfg.judge:
+        filter_cfg.judge_llm.llm_config().resolved_model()
+    for ef in cfg.decontaminate.eval_files:
+        load_eval_file(ef)
+    return _Plan(
+        prompt_fp=prompt_fingerprint(cfg.generate),
+        filter_cfg=filter_cfg,
+        # Editing the judge prompt re-judges, so it reruns filter (the judge's cache keeps old answers).
+        judge_fp=judge_fingerprint_for(filter_cfg),
+        vocab_fp=vocabulary_fingerprint(filter_cfg.vocabulary),
+        rules_fp=code_fingerprint("unimm.filter", "unimm.grounding"),
+    )
+
+
+def _incomplete_message(incomplete: list[tuple[str, dict[str, int]]], work: Path, cfg: PipelineConfig) -> str:
+    """What is missing after an outage, where it stands and what to do about it."""
+    failed = sum(c.get("transient_failures", 0) for _, c in incomplete)
+    reasons: Counter = Counter()
+    first = ""
+    for pid, _ in incomplete:
+        df = pl.read_parquet(work / "generate" / f"failures-{pid}.parquet", columns=["reason", "detail"])
+        df = df.filter(
+            pl.any_horizontal(pl.col("reason").str.starts_with(p) for p in TRANSIENT_REASONS_PREFIX)
+        )
+        reasons.update(df["reason"].to_list())
+        first = first or (df["detail"][0] if df.height else "")
+    servers = ", ".join(cfg.generate.base_urls) or cfg.generate.backend
+    by_reason = ", ".join(f"{k} x{v}" for k, v in reasons.most_common())
+    return (
+        f"generation incomplete: {failed} request(s) in {len(incomplete)} partition(s) failed because "
+        f"the server ({servers}) could not answer ({by_reason}; first: {first}). Every answer received "
+        "is cached: run the same command again to send only the missing requests."
+    )
 
 
 def build(
@@ -131,6 +226,9 @@ def build(
     stop = STAGES.index(until)
     work = Path(work)
     r = _Runner(cfg, work, log)
+    # Everything the later stages will read from the config, checked before the first stage runs:
+    # a bad prompt set, vocabulary or evaluation file must not surface after hours of generation.
+    plan = _plan(cfg)
 
     # -- ingest: one cached unit per source ---------------------------------------------------
     check_inputs(cfg.data_root, cfg.sources)
@@ -186,29 +284,27 @@ def build(
 
     # -- generate, then filter, per partition ---------------------------------------------------
     gen_dir, flt_dir = work / "generate", work / "filter"
-    prompt_fp = prompt_fingerprint(cfg.generate)
-    filter_cfg = cfg.filter
-    if not filter_cfg.prompt_text and cfg.generate.backend != "template":
-        # A dialogue that repeats the instructions it was given is a prompt echo: tell the filter
-        # what those instructions were.
-        filter_cfg = filter_cfg.model_copy(update={"prompt_text": prompt_set_for(cfg.generate).system})
-    # Editing the judge prompt re-judges, so it reruns filter (the judge's cache keeps old answers).
-    judge_fp = judge_fingerprint_for(filter_cfg)
-    vocab_fp = vocabulary_fingerprint(filter_cfg.vocabulary)
-    rules_fp = code_fingerprint("unimm.filter", "unimm.grounding")
+    filter_cfg = plan.filter_cfg
     remaining = cfg.generate.limit
     filter_fps: list[str] = []
+    incomplete: list[tuple[str, dict[str, int]]] = []
     for part in parts:
         pid = part.stem.removeprefix("part-")
-        records = read_merged(part)
+        # Without --limit the partition is the unit: nothing of it is read unless a stage runs.
+        n_records: int | None = None
         if remaining is not None:
-            records, remaining = records[:remaining], max(0, remaining - len(records))
-        gen_fp = fingerprint("generate", merge_fp, part.name, cfg.generate, prompt_fp, len(records))
+            n_records = min(_rows(part), remaining)
+            remaining -= n_records
+        gen_fp = fingerprint("generate", merge_fp, part.name, cfg.generate, plan.prompt_fp, n_records)
         chats_p, fail_p = gen_dir / f"chats-{pid}.parquet", gen_dir / f"failures-{pid}.parquet"
 
         def run_generate(
-            records: list[MergedImage] = records, chats_p: Path = chats_p, fail_p: Path = fail_p
+            part: Path = part,
+            n_records: int | None = n_records,
+            chats_p: Path = chats_p,
+            fail_p: Path = fail_p,
         ) -> dict[str, int]:
+            records = read_merged(part, n_rows=n_records)
             res = generate_chats(
                 records, cfg.generate.model_copy(update={"limit": None}), gen_dir / "cache", progress=progress
             )
@@ -219,23 +315,34 @@ def build(
                 "records": len(records),
                 "chats": len(res.chats),
                 "failures": len(res.failures),
+                "transient_failures": sum(is_transient(f.reason) for f in res.failures),
                 "requests_sent": s.requests_sent,
                 "cache_hits": s.cache_hits,
                 "completion_tokens": s.completion_tokens,
             }
 
-        r.stage("generate", gen_fp, [chats_p, fail_p], run_generate, marker_name=f"generate-{pid}")
-        if stop == 2:
+        generated = r.stage(
+            "generate",
+            gen_fp,
+            [chats_p, fail_p],
+            run_generate,
+            marker_name=f"generate-{pid}",
+            # A server outage is not a result: those requests are re-sent by the next run.
+            complete=lambda counts: counts["transient_failures"] == 0,
+        )
+        if not generated:
+            incomplete.append((pid, r.reports[-1].counts))
+        if stop == 2 or not generated:
             continue
 
-        flt_fp = fingerprint("filter", gen_fp, filter_cfg, judge_fp, vocab_fp, rules_fp)
+        flt_fp = fingerprint("filter", gen_fp, filter_cfg, plan.judge_fp, plan.vocab_fp, plan.rules_fp)
         kept_p, rej_p = flt_dir / f"kept-{pid}.parquet", flt_dir / f"rejects-{pid}.parquet"
 
         def run_filter(
             part: Path = part, chats_p: Path = chats_p, kept_p: Path = kept_p, rej_p: Path = rej_p
         ) -> dict[str, int]:
             chats = frame_to_chats(pl.read_parquet(chats_p))
-            merged = {m.image_key: m for m in read_merged(part)}
+            merged = {m.image_key: m for m in read_merged(part, keys={c.image_key for c in chats})}
             res, judged = judge_and_filter(
                 chats, merged, filter_cfg, cfg.generate, flt_dir / "judge-cache", progress=progress
             )
@@ -244,38 +351,46 @@ def build(
             counts = {"in": len(chats), "kept": len(res.kept), "rejected": len(res.rejects)}
             return {**counts, **(judged.counts() if judged else {})}
 
-        filter_fps.append(r.stage("filter", flt_fp, [kept_p, rej_p], run_filter, marker_name=f"filter-{pid}"))
+        r.stage("filter", flt_fp, [kept_p, rej_p], run_filter, marker_name=f"filter-{pid}")
+        filter_fps.append(flt_fp)
+    if incomplete:
+        # The later stages would publish a corpus missing these dialogues: stop here.
+        report = _report(r, None, 0, _reasons(work))
+        report.incomplete = _incomplete_message(incomplete, work, cfg)
+        return report
     if stop <= 3:
         return _report(r, None, 0, _reasons(work))
 
     # -- corpus-wide: dedup + decontaminate -----------------------------------------------------
     corpus_dir = work / "corpus"
-    decontam_files = [Path(p) for p in cfg.decontaminate.files()]
     corpus_fp = fingerprint(
         "corpus",
         filter_fps,
         cfg.dedup,
         cfg.decontaminate,
-        files_fingerprint([p for p in decontam_files if p.exists()]),
+        files_fingerprint([Path(p) for p in cfg.decontaminate.files()]),
     )
     ckept_p, crej_p = corpus_dir / "kept.parquet", corpus_dir / "rejects.parquet"
 
     def run_corpus() -> dict[str, int]:
         chats: list[Chat] = []
-        merged: dict[str, MergedImage] = {}
         for part in parts:
             pid = part.stem.removeprefix("part-")
             chats += frame_to_chats(pl.read_parquet(flt_dir / f"kept-{pid}.parquet"))
-            merged.update({m.image_key: m for m in read_merged(part)})
         d = dedup_chats(chats, cfg.dedup)
-        c = decontaminate(d.kept, merged, cfg.decontaminate)
-        workdir.write_parquet_atomic(chats_to_frame(c.kept), ckept_p)
-        write_rejects([*d.rejects, *c.rejects], crej_p)
+        kept, rejects = d.kept, list(d.rejects)
+        decontam_rejected = 0
+        if cfg.decontaminate.eval_files:
+            c = decontaminate(kept, _coco_ids(parts, {ch.image_key for ch in kept}), cfg.decontaminate)
+            kept, decontam_rejected = c.kept, len(c.rejects)
+            rejects += c.rejects
+        workdir.write_parquet_atomic(chats_to_frame(kept), ckept_p)
+        write_rejects(rejects, crej_p)
         return {
             "in": len(chats),
-            "kept": len(c.kept),
+            "kept": len(kept),
             "dedup_rejected": len(d.rejects),
-            "decontam_rejected": len(c.rejects),
+            "decontam_rejected": decontam_rejected,
         }
 
     r.stage("corpus", corpus_fp, [ckept_p, crej_p], run_corpus)
@@ -288,27 +403,28 @@ def build(
     out = Path(out)
     reasons = _reasons(work)
     shard_fp = fingerprint("shards", corpus_fp, cfg.shards, str(cfg.images.resolve()), str(out.resolve()))
-    n_out = 0
 
     def run_shards() -> dict[str, int]:
-        nonlocal n_out
         chats = frame_to_chats(pl.read_parquet(ckept_p))
         extra = {
             "config": cfg.model_dump(mode="json"),
             "build_fingerprint": shard_fp,
-            "prompt_fingerprint": prompt_fp,
+            "prompt_fingerprint": plan.prompt_fp,
             "rejections_by_reason": dict(sorted(reasons.items())),
         }
         with workdir.atomic_dir(out) as tmp:
             res = write_shards_result(chats, tmp, cfg.shards, cfg.images, extra)
         write_rejects(res.rejects, shard_rej_p)
-        n_out = int(res.manifest.total_samples)
-        return {"samples": n_out, "shards": len(res.manifest.shards), "rejected": len(res.rejects)}
+        return {
+            "samples": int(res.manifest.total_samples),
+            "shards": len(res.manifest.shards),
+            "rejected": len(res.rejects),
+        }
 
     shard_rej_p = work / "shards" / "rejects.parquet"
     r.stage("shards", shard_fp, [out / "manifest.json", shard_rej_p], run_shards)
-    if n_out == 0:
-        n_out = len(pl.read_parquet(ckept_p, columns=["id"]))
+    # What was written, read from the manifest (cached or not), never what was planned.
+    n_out = read_manifest(out).total_samples
     return _report(r, out, n_out, _reasons(work))
 
 

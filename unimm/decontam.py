@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -26,7 +27,7 @@ from unimm.errors import InputError
 from unimm.filter.normalize import words
 from unimm.filter.reasons import count_reasons
 from unimm.keys import coco_key
-from unimm.schema import KEY_PATTERN, Chat, MergedImage, Reject
+from unimm.schema import KEY_PATTERN, Chat, Reject
 
 EvalKind = Literal["auto", "image_list", "vqa", "aokvqa", "karpathy"]
 
@@ -211,11 +212,12 @@ class _QuestionIndex:
 
 
 def decontaminate(
-    chats: list[Chat], merged: dict[str, MergedImage] | None, cfg: DecontamConfig
+    chats: list[Chat], coco_ids: Mapping[str, int] | None, cfg: DecontamConfig
 ) -> DecontamResult:
     """Drop dialogues on evaluation images or with questions overlapping evaluation questions.
     A dialogue gets one reason per (file, cause): `eval_image:<file>`, `eval_question:<file>`.
-    `merged` (optional) adds the COCO key of a VG-keyed image that knows its COCO id."""
+    `coco_ids` (optional: image key -> COCO id) adds the COCO key of a VG-keyed image that knows
+    its COCO id."""
     loaded = [(ef, load_eval_file(ef)) for ef in cfg.eval_files]
     indexes = [_QuestionIndex(es.questions, cfg.ngram) if ef.drop_questions else None for ef, es in loaded]
     reports = [
@@ -232,9 +234,9 @@ def decontaminate(
     rejects: list[Reject] = []
     for chat in chats:
         keys = {chat.image_key}
-        m = (merged or {}).get(chat.image_key)
-        if m is not None and m.coco_id is not None:
-            keys.add(coco_key(m.coco_id))
+        coco_id = (coco_ids or {}).get(chat.image_key)
+        if coco_id is not None:
+            keys.add(coco_key(coco_id))
         questions = [t.content for t in chat.turns if t.role == "user"]
         reasons = []
         for (ef, es), idx, rep in zip(loaded, indexes, reports, strict=True):

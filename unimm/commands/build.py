@@ -10,7 +10,10 @@ from rich.table import Table
 
 from unimm.build import STAGES, BuildReport, build
 from unimm.config import load_config, parse_set_option
-from unimm.workdir import DEFAULT_WORK
+from unimm.errors import IncompleteError
+from unimm.workdir import DEFAULT_WORK, exclusive_work
+
+_STATUS_STYLE = {"ran": "[green]{}[/]", "cached": "[dim]{}[/]", "incomplete": "[yellow]{}[/]"}
 
 
 def print_report(report: BuildReport, console: Console) -> None:
@@ -19,9 +22,7 @@ def print_report(report: BuildReport, console: Console) -> None:
         t.add_column(col)
     for s in report.stages:
         counts = ", ".join(f"{k}={v:,}" for k, v in s.counts.items())
-        t.add_row(
-            s.stage, "[green]ran[/]" if s.status == "ran" else "[dim]cached[/]", f"{s.seconds:.1f}", counts
-        )
+        t.add_row(s.stage, _STATUS_STYLE[s.status].format(s.status), f"{s.seconds:.1f}", counts)
     console.print(t)
     if report.rejected_by_reason:
         rt = Table(title="rejections by reason (every rejected dialogue is kept with its reasons)")
@@ -77,5 +78,8 @@ def register(app: typer.Typer) -> None:
         }
         cfg = load_config(config, overrides)
         console = Console()
-        report = build(cfg, work, out, until=until, log=console.print, progress=True)
+        with exclusive_work(work):
+            report = build(cfg, work, out, until=until, log=console.print, progress=True)
         print_report(report, console)
+        if report.incomplete:
+            raise IncompleteError(report.incomplete)

@@ -8,11 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from unimm.errors import ConfigError
+from unimm.errors import ConfigError, IncompleteError, UnimmError
 from unimm.generate import GenerateConfig, GenerateSummary, generate_chats
+from unimm.generate.dispatch import is_transient
 from unimm.generate.estimate import estimate
 from unimm.generate.io import generate_dir, read_merged, write_outputs
-from unimm.workdir import DEFAULT_WORK
+from unimm.workdir import DEFAULT_WORK, exclusive_work
 
 
 def summary_table(s: GenerateSummary) -> Table:
@@ -50,6 +51,23 @@ def _config(**kw: object) -> GenerateConfig:
         raise ConfigError(f"option {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
 
 
+def _exit_status(s: GenerateSummary) -> None:
+    """Exit non-zero when the run is not a result: requests the server never answered (3: rerun to
+    send them) or no dialogue at all (2)."""
+    transient = {k: v for k, v in s.failures_by_reason.items() if is_transient(k)}
+    if transient:
+        raise IncompleteError(
+            f"{sum(transient.values())} of {s.records} requests got no answer from the server "
+            f"({', '.join(f'{k} x{v}' for k, v in transient.items())}); the answers received are cached: "
+            "run the same command again to send only the missing requests"
+        )
+    if s.records and not s.chats:
+        raise UnimmError(
+            f"every one of the {s.records} requests failed "
+            f"({', '.join(f'{k} x{v}' for k, v in s.failures_by_reason.items())}); see failures.parquet"
+        )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate(
@@ -70,7 +88,13 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
         retries: int = typer.Option(5, help="Retries of 429/5xx/timeouts/connection errors."),
         invalid_retries: int = typer.Option(2, help="Retries of output that is not a valid dialogue."),
-        timeout_s: float = typer.Option(300.0, help="Per-request timeout."),
+        timeout_s: float = typer.Option(
+            None, help="Read timeout of one attempt (default: 30 s + 0.05 s per max token)."
+        ),
+        connect_timeout_s: float = typer.Option(10.0, help="Seconds to open a connection to a server."),
+        request_deadline_s: float = typer.Option(
+            None, help="Most seconds one request may take, retries included (default: derived)."
+        ),
         response_format: str = typer.Option("auto", help="auto | json_schema | json_object | none."),
         prompt_set: str = typer.Option("unimm_chat"),
         prompt_version: str = typer.Option("v1"),
@@ -86,17 +110,20 @@ def register(app: typer.Typer) -> None:
             backend=llm, model=model, model_path=model_path, base_urls=base_url or [], api_key_env=api_key_env,
             concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
             retries=retries, invalid_retries=invalid_retries, timeout_s=timeout_s, response_format=response_format,
+            connect_timeout_s=connect_timeout_s, request_deadline_s=request_deadline_s,
             prompt_set=prompt_set, prompt_version=prompt_version, prompts_dir=prompts_dir, token_budget=token_budget,
             n_ctx=n_ctx, limit=limit, retry_failures=retry_failures,
         )  # fmt: skip
-        records = read_merged(work, cfg.limit)
-        out = generate_dir(work)
-        result = generate_chats(records, cfg, out / "cache", progress=progress)
-        paths = write_outputs(result, out)
+        with exclusive_work(work):
+            records = read_merged(work, cfg.limit)
+            out = generate_dir(work)
+            result = generate_chats(records, cfg, out / "cache", progress=progress)
+            paths = write_outputs(result, out)
         console = Console(highlight=False)
         console.print(summary_table(result.summary))
         for p in paths.values():
             console.print(str(p))
+        _exit_status(result.summary)
 
     @app.command("estimate")
     def estimate_cmd(

@@ -7,10 +7,11 @@ unimm.grounding imports FilterConfig: defining it there would make the two packa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from unimm.errors import ConfigError
 from unimm.generate.config import Backend, GenerateConfig, ResponseFormat
@@ -76,6 +77,9 @@ class JudgeConfig(BaseModel):
     backoff_s: float | None = Field(None, gt=0.0)
     backoff_max_s: float | None = Field(None, gt=0.0)
     timeout_s: float | None = Field(None, gt=0.0)
+    connect_timeout_s: float | None = Field(None, gt=0.0)
+    models_timeout_s: float | None = Field(None, gt=0.0)
+    request_deadline_s: float | None = Field(None, gt=0.0)
     response_format: ResponseFormat | None = None
     token_budget: int | None = Field(None, ge=64, description="Most tokens of the rendered annotations.")
     n_ctx: int | None = Field(None, ge=512)
@@ -202,3 +206,14 @@ class FilterConfig(BaseModel):
         default_factory=JudgeConfig,
         description="The judge's backend and prompt set; unset fields inherit the `generate` section.",
     )
+
+    @field_validator("refusal_patterns", "leak_patterns", "markup_patterns")
+    @classmethod
+    def _patterns_compile(cls, v: list[str]) -> list[str]:
+        # A bad pattern must fail when the config is read, not after hours of generation.
+        for i, pattern in enumerate(v):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"pattern {i} {pattern!r} is not a valid regular expression: {e}") from None
+        return v

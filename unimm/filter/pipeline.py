@@ -97,7 +97,8 @@ def run_filter_stage(
         rejects += dr.rejects
     report = None
     if cfg.decontam.eval_files:
-        cr = decontaminate(kept, merged, cfg.decontam)
+        coco_ids = {k: m.coco_id for k, m in merged.items() if m.coco_id is not None}
+        cr = decontaminate(kept, coco_ids, cfg.decontam)
         kept, report = cr.kept, cr.report
         rejects += cr.rejects
     scores = [c.grounding_score for c in kept if c.grounding_score is not None]

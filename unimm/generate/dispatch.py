@@ -11,6 +11,7 @@ turns a completion into the JSON fields to cache, or raises OutputError.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 from collections import Counter
@@ -69,9 +70,20 @@ def backoff_delay(cfg: GenerateConfig, n: int, retry_after: float | None, rng: r
     return max(delay, retry_after or 0.0)
 
 
+def deadline_error(cfg: GenerateConfig, deadline_s: float) -> TransientError:
+    """The failure of a request whose deadline passed, naming the servers it waited for."""
+    servers = ", ".join(cfg.base_urls) or f"the {cfg.backend} backend"
+    return TransientError("timeout", f"request deadline of {deadline_s:g} s passed waiting for {servers}")
+
+
+def is_transient(reason: str) -> bool:
+    """A failure reason where the server, not the request, was the problem: worth re-sending."""
+    return reason.startswith(TRANSIENT_REASONS_PREFIX)
+
+
 def is_cacheable(entry: dict) -> bool:
     """Ok answers and permanent failures are kept; transient failures are re-sent next run."""
-    return entry["status"] == "ok" or not entry["reason"].startswith(TRANSIENT_REASONS_PREFIX)
+    return entry["status"] == "ok" or not is_transient(entry["reason"])
 
 
 def reusable(entry: dict | None, retry_failures: bool) -> bool:
@@ -86,10 +98,14 @@ async def call_validated(
     rng: random.Random,
     stats: Counter,
 ) -> dict:
-    """Send one request until `req.parse` accepts the answer or its retries run out; returns the
-    cache entry (status ok with the parsed fields, or failure with a reason code)."""
+    """Send one request until `req.parse` accepts the answer, its retries run out or its deadline
+    (cfg.timeouts()) passes; returns the cache entry (status ok with the parsed fields, or failure
+    with a reason code)."""
     transient = invalid = attempts = 0
     base = {"request_id": req.rid, **req.meta, "model": backend.model}
+    loop = asyncio.get_running_loop()
+    deadline_s = cfg.timeouts().deadline_s
+    end = math.inf if deadline_s is None else loop.time() + deadline_s
 
     def failed(e: TransientError | PermanentError | OutputError) -> dict:
         return {**base, "status": "failure", "reason": e.reason, "detail": e.detail, "attempts": attempts}
@@ -99,14 +115,24 @@ async def call_validated(
         # A new seed per invalid retry: a seeded backend would otherwise repeat the same output.
         seed = cfg.seed + invalid
         stats["requests_sent"] += 1
+        left = end - loop.time()
         try:
-            comp = await backend.complete(req.messages, seed)
+            comp = await asyncio.wait_for(
+                backend.complete(req.messages, seed), None if left == math.inf else left
+            )
+        except asyncio.TimeoutError:
+            if loop.time() < end:  # not ours: the backend's own
+                raise
+            return failed(deadline_error(cfg, deadline_s or 0.0))
         except TransientError as e:
             if transient >= cfg.retries:
                 return failed(e)
+            delay = backoff_delay(cfg, transient + 1, e.retry_after, rng)
+            if loop.time() + delay >= end:  # the deadline would pass while waiting
+                return failed(e)
             transient += 1
             stats["retries"] += 1
-            await asyncio.sleep(backoff_delay(cfg, transient, e.retry_after, rng))
+            await asyncio.sleep(delay)
             continue
         except PermanentError as e:
             return failed(e)
@@ -115,7 +141,7 @@ async def call_validated(
         try:
             fields = req.parse(comp)
         except OutputError as e:
-            if invalid >= cfg.invalid_retries:
+            if invalid >= cfg.invalid_retries or loop.time() >= end:
                 return failed(e)
             invalid += 1
             stats["retries"] += 1
