@@ -97,6 +97,10 @@ def test_image_names_in_every_coco_spelling() -> None:
     ):
         assert image_key_from_name(name) == "coco_000000033471", name
     assert image_key_from_name("gqa/images/n161313.jpg") is None
+    # unimm's own exports name images by key; Visual Genome by its own id
+    assert image_key_from_name("coco/coco_000000033471.jpg") == "coco_000000033471"
+    assert image_key_from_name("vg/vg_1634.jpg") == "vg_1634"
+    assert image_key_from_name("vg/VG_100K/1634.jpg") == "vg_1634"
     assert image_key_from_name(None) is None
 
 

@@ -1,4 +1,5 @@
-"""Exports read back from shards: LLaVA instruction JSON and UniMM-Chat release Parquet."""
+"""Exports read back from shards: LLaVA instruction JSON and UniMM-Chat release Parquet (each
+consumer's own reading contract is in test_export_consumers.py)."""
 
 from __future__ import annotations
 
@@ -30,14 +31,18 @@ def shard_dir(tmp_path, realdata):
     return out
 
 
-def test_llava_export(shard_dir, tmp_path):
+def test_llava_export(shard_dir, tmp_path, realdata):
     out = tmp_path / "llava.json"
-    assert export_llava(shard_dir, out) == 5
+    res = export_llava(shard_dir, out)
+    assert (res.records, res.images, res.images_dir) == (5, 5, tmp_path / "llava_images")
     records = json.loads(out.read_text())
     assert [r["id"] for r in records] == sorted(r["id"] for r in records)
     for r in records:
         assert set(r) == {"id", "image", "conversations"}
-        assert r["image"].startswith("coco-mini/train2017/") and r["image"].endswith(".jpg")
+        # the export's own path, from the image key, not the source release's
+        assert r["image"] == f"coco/{r['id']}.jpg"
+        source = realdata / "coco-mini" / "train2017" / f"{r['id'].split('_')[1]}.jpg"
+        assert (res.images_dir / r["image"]).read_bytes() == source.read_bytes()
         conv = r["conversations"]
         assert [c["from"] for c in conv] == ["human", "gpt", "human", "gpt"]
         assert conv[0]["value"] == "<image>\nWhat is on the plate?"
@@ -46,14 +51,16 @@ def test_llava_export(shard_dir, tmp_path):
 
 def test_unimm_parquet_export(shard_dir, tmp_path, realdata):
     out = tmp_path / "unimm.parquet"
-    assert export_unimm_parquet(shard_dir, out) == 5
+    assert export_unimm_parquet(shard_dir, out).records == 5
     df = pl.read_parquet(out)
     assert df.columns == ["ds_name", "image", "conversation", "origin_dataset", "idx", "image_path"]
-    assert df.schema["image"] == pl.Binary and df.schema["idx"] == pl.Int64
+    # the HF Image feature's storage, as in the release
+    assert df.schema["image"] == pl.Struct({"bytes": pl.Binary, "path": pl.String})
+    assert df.schema["idx"] == pl.Int64
     assert df["idx"].to_list() == list(range(5))
     assert set(df["origin_dataset"]) == {"coco,okvqa"}
     for row in df.iter_rows(named=True):
-        assert row["image"] == (realdata / row["image_path"]).read_bytes()
+        assert row["image"]["bytes"] == (realdata / row["image_path"]).read_bytes()
         conv = json.loads(row["conversation"])
         assert conv[0] == {"from": "human", "value": "<image>\nWhat is on the plate?"}
         assert conv[1]["from"] == "gpt"

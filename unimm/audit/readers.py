@@ -26,8 +26,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unimm.errors import InputError
-from unimm.keys import coco_key
-from unimm.schema import IMAGE_PLACEHOLDER, Turn
+from unimm.keys import coco_key, vg_key
+from unimm.schema import IMAGE_PLACEHOLDER, KEY_PATTERN, Turn
 
 AuditFormat = Literal["llava", "unimm-chat", "shards"]
 FORMATS: tuple[str, ...] = get_args(AuditFormat)
@@ -72,11 +72,19 @@ class _UnimmChatRecord(BaseModel):
 
 
 def image_key_from_name(name: str | None) -> str | None:
-    """COCO key of an image file name in any of COCO's spellings (2014 `COCO_train2014_<id>.jpg`,
-    2017 `<id:012d>.jpg`, with or without folders); None when it names no COCO image."""
+    """Image key of an image file name: unimm's own `<key>.jpg` (its exports and shards), any of
+    COCO's spellings (2014 `COCO_train2014_<id>.jpg`, 2017 `<id:012d>.jpg`) or a Visual Genome
+    `VG_100K*/<id>.jpg`, with or without folders; None when it names neither."""
     if not name:
         return None
-    m = _COCO_NAME.match(name.replace("\\", "/").rsplit("/", 1)[-1])
+    parts = name.replace("\\", "/").split("/")
+    base = parts[-1]
+    stem = base.rsplit(".", 1)[0]
+    if base != stem and KEY_PATTERN.match(stem):
+        return stem
+    if len(parts) > 1 and parts[-2].startswith("VG_100K") and stem.isdigit():
+        return vg_key(int(stem))
+    m = _COCO_NAME.match(base)
     return coco_key(int(m.group(1))) if m else None
 
 
