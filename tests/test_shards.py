@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.test_filter import make_chat
 from unimm.errors import UnimmError
-from unimm.schema import Chat
+from unimm.schema import Chat, ShardSample
 from unimm.shards import (
     MANIFEST_NAME,
     ShardConfig,
@@ -70,6 +70,7 @@ def test_write_read_back_with_webdataset(tmp_path, realdata, images):
     assert man.build_config == {"llm": {"api_key": "***", "model": "m"}}
     assert "sk-secret" not in (tmp_path / MANIFEST_NAME).read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.md",  # the dataset card
         MANIFEST_NAME,
         "t-000000.tar",
         "t-000001.tar",
@@ -190,7 +191,7 @@ def test_verify_detects_corruption_and_manifest_mismatch(tmp_path, realdata, ima
 
 def test_verify_checks_sample_contract(tmp_path):
     """A hand-made shard whose json breaks the contract and whose jpg does not decode."""
-    bad_chat = make_chat("coco_1", PAIRS).model_dump_json().encode()  # no <image> placeholder
+    bad_chat = ShardSample.from_chat(make_chat("coco_1", PAIRS)).model_dump_json().encode()  # no <image>
     shard = tmp_path / "x-000000.tar"
     with tarfile.open(shard, "w") as tf:
         for name, payload in [("coco_1.json", bad_chat), ("coco_1.jpg", b"not a jpeg")]:

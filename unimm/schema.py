@@ -5,15 +5,16 @@ Every stage reads and writes these shapes; `unimm schema export` writes their JS
 
 Flow: ingest writes `Annotation` + `ImageRef` rows (one Parquet table per source), merge writes
 one `MergedImage` per picture, generate writes `Chat` (or `GenerationFailure`), filter keeps a
-`Chat` with its grounding score or writes a `Reject`, and the shards carry `Chat` as `<key>.json`.
+`Chat` with its grounding score or writes a `Reject`, and the shards carry each `Chat` in its
+fixed, null-free shard form `ShardSample` as `<key>.json`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = "1"
 
@@ -285,10 +286,12 @@ class GroundingReport(Record):
 
 
 class Chat(Record):
-    """One dialogue about one image: generation output, filter input, and each shard's `<key>.json`.
+    """One dialogue about one image: generation output, filter input, and what each shard's
+    `<key>.json` holds (in its null-free form, ShardSample).
 
     In shards the first user turn starts with exactly one `<image>` placeholder (IMAGE_PLACEHOLDER);
-    before export, turns carry no placeholder.
+    before export, turns carry no placeholder. A shard's `<key>.json` also validates as a Chat,
+    so every reader of shards gets the Chat back.
     """
 
     id: str = Field(description="Sample key: no dots, safe as a WebDataset __key__.")
@@ -308,6 +311,14 @@ class Chat(Record):
                 f"id {v!r} is not a safe WebDataset key (letters, digits, _ and - only, no dots)"
             )
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_shard_sample(cls, data: Any) -> Any:
+        # `grounding_scored` exists only in the shard form: readers of shards parse Chat directly
+        if isinstance(data, dict) and "grounding_scored" in data:
+            return ShardSample.model_validate(data).chat_fields()
+        return data
 
 
 class GenerationFailure(Record):
@@ -335,6 +346,69 @@ class Reject(Record):
     chat: Chat
 
 
+# --------------------------------------------------------------------------------------------
+# shards
+# --------------------------------------------------------------------------------------------
+UNSCORED = -1.0  # ShardSample.grounding_score of a dialogue the filter gave no score
+
+
+class ShardSample(Record):
+    """One shard sample's `<key>.json`: a Chat with every field always present and of one type.
+
+    Readers that guess column types from the first samples (datasets' webdataset loader) type a
+    field that is null there as null and then fail on the first real value, so nothing here is
+    ever null and no list is nested under an optional field: an unknown `image_file` is "", an
+    unscored dialogue has `grounding_score` UNSCORED and `grounding_scored` false, and the
+    grounding report, whose own optional parts (judge verdicts, CHAIR figures) would be such
+    columns, is carried as JSON text. The dataset card's features are derived from this model.
+    """
+
+    id: str = Field(description="Sample key: no dots, safe as a WebDataset __key__.")
+    image_key: str = Field(description="Canonical image key (see unimm.keys).")
+    image_file: str = Field(description='Image path relative to the data root; "" when unknown.')
+    turns: list[Turn] = Field(
+        min_length=2, description='Alternating user/assistant turns; the first starts with "<image>\\n".'
+    )
+    sources: list[Source] = Field(description="Annotation sources the dialogue was generated from.")
+    generator: GeneratorInfo
+    grounding_score: float = Field(
+        description=f"Passed grounding checks / checks, in [0, 1]; {UNSCORED} when unscored (see grounding_scored)."
+    )
+    grounding_scored: bool = Field(description="Whether grounding_score is a real score.")
+    grounding_report: str = Field(
+        description='The filter\'s GroundingReport as JSON text; "" when the filter did not ground the dialogue.'
+    )
+
+    @classmethod
+    def from_chat(cls, chat: Chat) -> ShardSample:
+        """The shard form of `chat` (turns as they are: the writer adds the placeholder)."""
+        null_free = {
+            "image_file": chat.image_file or "",
+            "grounding_score": UNSCORED if chat.grounding_score is None else chat.grounding_score,
+            "grounding_scored": chat.grounding_score is not None,
+            "grounding_report": chat.grounding.model_dump_json() if chat.grounding else "",
+        }
+        carried = {name: value for name, value in chat if name in cls.model_fields}
+        # no validation: `chat` is a valid Chat and the rest is computed here (the writer calls
+        # this once per sample, where validating again would double the cost of encoding)
+        return cls.model_construct(**{**carried, **null_free})
+
+    def chat_fields(self) -> dict[str, Any]:
+        """The Chat fields this sample stands for (the inverse of from_chat)."""
+        return {
+            **self.model_dump(exclude={"image_file", "grounding_scored", "grounding_report"}),
+            "image_file": self.image_file or None,
+            "grounding_score": self.grounding_score if self.grounding_scored else None,
+            "grounding": GroundingReport.model_validate_json(self.grounding_report)
+            if self.grounding_report
+            else None,
+        }
+
+    def to_chat(self) -> Chat:
+        """The Chat this sample stands for."""
+        return Chat.model_validate(self.chat_fields())
+
+
 EXPORTED: dict[str, type[BaseModel]] = {
     "annotation": Annotation,
     "image_ref": ImageRef,
@@ -345,4 +419,5 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "reject": Reject,
     "grounding_report": GroundingReport,
     "judge_response": JudgeResponse,
+    "shard_sample": ShardSample,
 }

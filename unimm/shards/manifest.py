@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unimm.errors import InputError
 from unimm.redact import REDACTED, is_secret_key
+from unimm.schema import Chat, GeneratorInfo
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = "1"
@@ -32,6 +35,18 @@ class ShardReject(BaseModel):
     id: str
     image_key: str
     reasons: list[str]
+
+
+class GeneratorUse(BaseModel):
+    """One generator (backend, model, prompt) and how many of the shipped samples it wrote."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    model: str
+    prompt_version: str
+    prompt_fingerprint: str
+    samples: int
 
 
 class Manifest(BaseModel):
@@ -58,6 +73,13 @@ class Manifest(BaseModel):
     shard_rejects: list[ShardReject] = Field(
         default_factory=list, description="Chats this stage rejected, by id."
     )
+    generators: list[GeneratorUse] = Field(
+        default_factory=list, description="Samples per generator (backend, model, prompt)."
+    )
+    rounds_per_dialogue: dict[int, int] = Field(
+        default_factory=dict,
+        description="Dialogues per number of question-answer rounds (assistant turns).",
+    )
     shard_config: dict[str, Any]
     build_config: dict[str, Any] = Field(
         default_factory=dict, description="The caller's config, secrets scrubbed."
@@ -66,6 +88,19 @@ class Manifest(BaseModel):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def generator_uses(chats: Iterable[Chat]) -> list[GeneratorUse]:
+    """Samples per generator, the request id aside (it differs per sample), sorted."""
+    per_request = set(GeneratorInfo.model_fields) - set(GeneratorUse.model_fields)
+    counts = Counter(tuple(sorted(c.generator.model_dump(exclude=per_request).items())) for c in chats)
+    return [GeneratorUse(**dict(key), samples=n) for key, n in sorted(counts.items())]
+
+
+def rounds_per_dialogue(chats: Iterable[Chat]) -> dict[int, int]:
+    """Dialogues per number of assistant turns (question-answer rounds), by ascending rounds."""
+    counts = Counter(sum(t.role == "assistant" for t in c.turns) for c in chats)
+    return dict(sorted(counts.items()))
 
 
 def scrub(obj: Any) -> Any:

@@ -11,7 +11,7 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from unimm.errors import UnimmError
-from unimm.schema import IMAGE_PLACEHOLDER, KEY_PATTERN, Chat
+from unimm.schema import IMAGE_PLACEHOLDER, KEY_PATTERN, ShardSample
 from unimm.shards.manifest import Manifest, ShardEntry, read_manifest
 from unimm.shards.read import TarFormatError, iter_tar_samples
 
@@ -70,7 +70,8 @@ def verified_manifest(shard_dir: Path) -> Manifest:
 
 
 def check_sample(key: str, members: dict[str, bytes], extensions: list[str]) -> list[str]:
-    """Problems of one sample: key, member set, Chat JSON (id = key, one placeholder first), image decode."""
+    """Problems of one sample: key, member set, ShardSample JSON (id = key, one placeholder first),
+    image decode."""
     out = []
     if not KEY_PATTERN.match(key):
         out.append(f"sample key {key!r} is not a safe key (no dots)")
@@ -78,15 +79,15 @@ def check_sample(key: str, members: dict[str, bytes], extensions: list[str]) -> 
         out.append(f"sample {key!r} has members {sorted(members)}, manifest says {extensions}")
     if "json" in members:
         try:
-            chat = Chat.model_validate_json(members["json"])
+            sample = ShardSample.model_validate_json(members["json"])
         except ValidationError as e:
             err = e.errors()[0]
             out.append(f"sample {key!r} json field '{'.'.join(map(str, err['loc']))}': {err['msg']}")
         else:
-            if chat.id != key:
-                out.append(f"sample {key!r} json id is {chat.id!r}")
-            total = sum(t.content.count(IMAGE_PLACEHOLDER) for t in chat.turns)
-            first = chat.turns[0]
+            if sample.id != key:
+                out.append(f"sample {key!r} json id is {sample.id!r}")
+            total = sum(t.content.count(IMAGE_PLACEHOLDER) for t in sample.turns)
+            first = sample.turns[0]
             if total != 1 or first.role != "user" or not first.content.startswith(IMAGE_PLACEHOLDER + "\n"):
                 out.append(
                     f"sample {key!r}: first user turn must start with the only {IMAGE_PLACEHOLDER} placeholder"
@@ -102,7 +103,7 @@ def check_sample(key: str, members: dict[str, bytes], extensions: list[str]) -> 
 
 def verify_shards(shard_dir: Path) -> VerifyReport:
     """Check existence, bytes, sha256 and sample counts of every shard in manifest.json, read every
-    sample (valid Chat JSON, safe key, same members, decodable image) and look for stray shards.
+    sample (valid ShardSample JSON, safe key, same members, decodable image) and look for stray shards.
     Raises ShardVerifyError listing every problem; returns a summary when all is well."""
     shard_dir = Path(shard_dir)
     man = read_manifest(shard_dir)
