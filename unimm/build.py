@@ -22,6 +22,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from unimm import __version__, workdir
+from unimm.card import CARD_NAME
 from unimm.config import PipelineConfig
 from unimm.decontam import decontaminate, load_eval_file
 from unimm.dedup import dedup_chats
@@ -35,7 +36,7 @@ from unimm.generate.dispatch import TRANSIENT_REASONS_PREFIX, is_transient
 from unimm.generate.prompts import prompt_set_for, record_budget
 from unimm.grounding.vocab import vocabulary_fingerprint
 from unimm.ingest import check_inputs, run_ingest
-from unimm.merge import merge, merged_parts
+from unimm.merge import image_files, merge, merged_parts
 from unimm.schema import Chat, GenerationFailure, MergedImage, Reject
 from unimm.shards.manifest import read_manifest
 from unimm.shards.writer import write_shards_result
@@ -225,6 +226,9 @@ def build(
         raise ConfigError(f"--until must be one of {', '.join(STAGES)}")
     stop = STAGES.index(until)
     work = Path(work)
+    # The served model is asked for once, before any work, and recorded in the config that keys
+    # the stages and enters the manifest.
+    cfg = cfg.model_copy(update={"generate": cfg.generate.with_served_model(log)})
     r = _Runner(cfg, work, log)
     # Everything the later stages will read from the config, checked before the first stage runs:
     # a bad prompt set, vocabulary or evaluation file must not surface after hours of generation.
@@ -232,6 +236,11 @@ def build(
 
     # -- ingest: one cached unit per source ---------------------------------------------------
     check_inputs(cfg.data_root, cfg.sources)
+    if until == "shards" and cfg.images is not None and not cfg.images.is_dir():
+        raise ConfigError(
+            f"image root {cfg.images} is not a folder: pass --image-root, or --no-images for shards "
+            "without images"
+        )
     ingest_fps: dict[str, str] = {}
     stale: list[str] = []
     for s in cfg.sources:
@@ -402,7 +411,17 @@ def build(
         raise ConfigError("no output folder: pass --out")
     out = Path(out)
     reasons = _reasons(work)
-    shard_fp = fingerprint("shards", corpus_fp, cfg.shards, str(cfg.images.resolve()), str(out.resolve()))
+    images = cfg.images.resolve() if cfg.images else None
+    # The writer's code is in the key: how it finds images (and what a sample holds) is code, so a
+    # shard set written by an older unimm is not reused as if it were this one's.
+    shard_fp = fingerprint(
+        "shards",
+        corpus_fp,
+        cfg.shards,
+        str(images),
+        str(out.resolve()),
+        code_fingerprint("unimm.shards", "unimm.card", "unimm.schema"),
+    )
 
     def run_shards() -> dict[str, int]:
         chats = frame_to_chats(pl.read_parquet(ckept_p))
@@ -412,8 +431,10 @@ def build(
             "prompt_fingerprint": plan.prompt_fp,
             "rejections_by_reason": dict(sorted(reasons.items())),
         }
+        # Every name the sources know an image by is tried, not only the one the chat records.
+        files = image_files(parts, {c.image_key for c in chats}) if images else None
         with workdir.atomic_dir(out) as tmp:
-            res = write_shards_result(chats, tmp, cfg.shards, cfg.images, extra)
+            res = write_shards_result(chats, tmp, cfg.shards, images, extra, files)
         write_rejects(res.rejects, shard_rej_p)
         return {
             "samples": int(res.manifest.total_samples),
@@ -422,7 +443,7 @@ def build(
         }
 
     shard_rej_p = work / "shards" / "rejects.parquet"
-    r.stage("shards", shard_fp, [out / "manifest.json", shard_rej_p], run_shards)
+    r.stage("shards", shard_fp, [out / "manifest.json", out / CARD_NAME, shard_rej_p], run_shards)
     # What was written, read from the manifest (cached or not), never what was planned.
     n_out = read_manifest(out).total_samples
     return _report(r, out, n_out, _reasons(work))

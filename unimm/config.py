@@ -36,6 +36,9 @@ class PipelineConfig(BaseModel):
     sources: list[str] = Field(default_factory=lambda: list(SOURCE_SPECS))
     data_root: Path = Path(DEFAULT_DATA_ROOT)
     image_root: Path | None = Field(None, description="Where image files live; default: the data root.")
+    no_images: bool = Field(
+        False, description="Write shards without images (JSON only); the manifest's extensions say so."
+    )
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
@@ -45,8 +48,9 @@ class PipelineConfig(BaseModel):
     shards: ShardConfig = Field(default_factory=ShardConfig)
 
     @property
-    def images(self) -> Path:
-        return self.image_root or self.data_root
+    def images(self) -> Path | None:
+        """The folder image file names are relative to; None for shards without images."""
+        return None if self.no_images else self.image_root or self.data_root
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

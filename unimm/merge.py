@@ -373,5 +373,25 @@ def merged_parts(work: Path) -> list[Path]:
     return parts
 
 
+def image_files(parts: list[Path], keys: set[str]) -> dict[str, list[str]]:
+    """image key -> every file name the sources know the image by (e.g. its 2014 and its 2017
+    COCO name), in merge order, for the images among `keys`. Two columns, not whole records."""
+    if not parts or not keys:
+        return {}
+    df = (
+        pl.scan_parquet(parts)
+        .select("image_key", "files")
+        .filter(pl.col("image_key").is_in(list(keys)))
+        .select(
+            "image_key",
+            pl.col("files")
+            .list.eval(pl.element().struct.field("file_name").drop_nulls().unique(maintain_order=True))
+            .alias("names"),
+        )
+        .collect()
+    )
+    return dict(zip(df["image_key"].to_list(), df["names"].to_list(), strict=True))
+
+
 def read_summary(work: Path) -> MergeSummary:
     return MergeSummary.model_validate(json.loads((workdir.merged_dir(work) / "summary.json").read_text()))

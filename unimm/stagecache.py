@@ -52,14 +52,17 @@ def files_fingerprint(paths: list[Path]) -> str:
     return fingerprint(stats)
 
 
-def code_fingerprint(*packages: str) -> str:
-    """sha256 of the source files of `packages` (e.g. "unimm.grounding"): a stage whose rules
-    live in code reruns when the code changes, not only when its config does."""
+def code_fingerprint(*names: str) -> str:
+    """sha256 of the source of packages or modules (e.g. "unimm.grounding", "unimm.card"): a
+    stage whose rules live in code reruns when the code changes, not only when its config does."""
     h = hashlib.sha256()
-    for name in packages:
-        root = Path(importlib.util.find_spec(name).origin).parent  # type: ignore[union-attr]
-        for f in sorted(root.rglob("*.py")):
-            h.update(str(f.relative_to(root)).encode())
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin)  # type: ignore[union-attr, arg-type]
+        is_package = spec.submodule_search_locations is not None  # type: ignore[union-attr]
+        root = origin.parent if is_package else origin
+        for f in sorted(root.rglob("*.py")) if is_package else [origin]:
+            h.update(f"{name}/{f.relative_to(origin.parent)}".encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
 

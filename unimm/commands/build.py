@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
         sources: str = typer.Option(None, help="Comma-separated sources: coco,vqav2,okvqa,aokvqa,vg."),
         data_root: Path = typer.Option(None, help="Folder with one subfolder per source (default data/)."),
         image_root: Path = typer.Option(None, help="Where image files live (default: the data root)."),
+        no_images: bool = typer.Option(
+            False, "--no-images", help="Write shards without images (JSON only); the manifest says so."
+        ),
         work: Path = typer.Option(DEFAULT_WORK, help="Work directory for stage outputs, caches and markers."),
         out: Path = typer.Option(Path("shards"), help="Folder for the WebDataset shards and manifest.json."),
         llm: str = typer.Option(None, help="Generation backend: template | local | openai."),
@@ -69,6 +72,7 @@ def register(app: typer.Typer) -> None:
             "sources": sources,
             "data_root": str(data_root) if data_root else None,
             "image_root": str(image_root) if image_root else None,
+            "no_images": True if no_images else None,
             "generate.backend": llm,
             "generate.model": model,
             "generate.base_urls": list(base_url) if base_url else None,
@@ -81,5 +85,7 @@ def register(app: typer.Typer) -> None:
         with exclusive_work(work):
             report = build(cfg, work, out, until=until, log=console.print, progress=True)
         print_report(report, console)
+        if cfg.no_images and report.out:
+            console.print("--no-images: the shards hold dialogues only (manifest extensions: json)")
         if report.incomplete:
             raise IncompleteError(report.incomplete)

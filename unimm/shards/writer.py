@@ -5,7 +5,8 @@ mode; uid/gid stay 0) and samples in id order, so the same inputs give byte-iden
 Sizes are planned before writing (a tar member is a 512-byte header + the payload padded to 512;
 the archive ends with two zero blocks, padded to tarfile's 10240-byte record), so every shard
 respects maxsize exactly. Each shard is written under a temporary name and renamed when complete;
-the manifest is removed first and written last, so a directory with a manifest is complete.
+the manifest is removed first and written last, so a directory with a manifest is complete; the
+dataset card README.md (unimm.card) is written just before it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,25 @@ import queue
 import tarfile
 import threading
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import unimm
+from unimm.card import write_card
 from unimm.errors import InputError
 from unimm.filter.reasons import count_reasons, reason_code
-from unimm.schema import IMAGE_PLACEHOLDER, Chat, Reject, Turn
+from unimm.schema import IMAGE_PLACEHOLDER, Chat, Reject, ShardSample, Turn
 from unimm.shards.config import ShardConfig
-from unimm.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry, ShardReject, scrub
+from unimm.shards.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ShardEntry,
+    ShardReject,
+    generator_uses,
+    rounds_per_dialogue,
+    scrub,
+)
 from unimm.workdir import atomic_path
 
 BLOCK = 512
@@ -36,11 +47,11 @@ class ShardResult(NamedTuple):
     rejects: list[Reject]
 
 
-def to_shard_chat(chat: Chat) -> Chat:
-    """The shard form of a chat: first user turn prefixed with "<image>\\n"."""
+def to_shard_chat(chat: Chat) -> ShardSample:
+    """The `<key>.json` of a chat: its ShardSample, first user turn prefixed with "<image>\\n"."""
     first = chat.turns[0]
     turns = [Turn(role=first.role, content=f"{IMAGE_PLACEHOLDER}\n{first.content}"), *chat.turns[1:]]
-    return chat.model_copy(update={"turns": turns})
+    return ShardSample.from_chat(chat.model_copy(update={"turns": turns}))
 
 
 def member_bytes(size: int) -> int:
@@ -58,6 +69,9 @@ def image_ext(path: str) -> str:
     return "jpg" if ext in ("jpg", "jpeg") else ext
 
 
+NO_IMAGE_FILE = "no image_file"  # the detail of `image_missing` when no file name is known
+
+
 class _Planned(NamedTuple):
     chat: Chat
     json: bytes
@@ -69,10 +83,30 @@ def _reject(chat: Chat, reason: str) -> Reject:
     return Reject(id=chat.id, image_key=chat.image_key, stage="shards", reasons=[reason], chat=chat)
 
 
+def image_candidates(chat: Chat, image_files: Mapping[str, Sequence[str]]) -> list[str]:
+    """The file names to try for a chat's image, best first: the one generation recorded, then
+    every other name the sources know the image by (`image_files`: image key -> names, in merge
+    order), each once."""
+    names = [chat.image_file] if chat.image_file else []
+    return list(dict.fromkeys([*names, *image_files.get(chat.image_key, ())]))
+
+
+def resolve_image(image_root: Path, candidates: Sequence[str]) -> str | None:
+    """The first candidate that is a file under `image_root`, or None."""
+    return next((name for name in candidates if (Path(image_root) / name).is_file()), None)
+
+
 def plan_samples(
-    chats: list[Chat], image_root: Path | None, cfg: ShardConfig
+    chats: list[Chat],
+    image_root: Path | None,
+    cfg: ShardConfig,
+    image_files: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[_Planned], list[Reject]]:
-    """Sorted samples with their encoded JSON and image path, plus the chats that cannot be shipped."""
+    """Sorted samples with their encoded JSON and image path, plus the chats that cannot be shipped.
+
+    A chat's image is the first of its candidates (image_candidates) found under `image_root`,
+    and its sample names that file; a chat with none is rejected `image_missing:<tried>|<tried>`.
+    """
     planned: list[_Planned] = []
     rejects: list[Reject] = []
     seen: set[str] = set()
@@ -90,18 +124,42 @@ def plan_samples(
             continue
         image = None
         if image_root is not None:
-            if chat.image_file:
-                image = Path(image_root) / chat.image_file
-                if not image.is_file():
-                    rejects.append(_reject(chat, f"image_missing:{chat.image_file}"))
-                    continue
-            else:  # every sample must carry the same members (datasets' webdataset loader needs it)
-                rejects.append(_reject(chat, "image_missing:no image_file"))
+            tried = image_candidates(chat, image_files or {})
+            used = resolve_image(image_root, tried)
+            if used is None:  # every sample must carry the same members (datasets' loader needs it)
+                rejects.append(_reject(chat, f"image_missing:{'|'.join(tried) or NO_IMAGE_FILE}"))
                 continue
+            image = Path(image_root) / used
+            chat = chat.model_copy(update={"image_file": used})  # the sample names the file it ships
         js = to_shard_chat(chat).model_dump_json().encode()
         total = member_bytes(len(js)) + (member_bytes(image.stat().st_size) if image else 0)
         planned.append(_Planned(chat, js, image, total))
     return planned, rejects
+
+
+class NoImagesError(InputError):
+    """Not one chat's image is under the image root: the root is wrong, not a few files missing."""
+
+
+def check_images_found(image_root: Path, rejects: list[Reject]) -> None:
+    """Raise NoImagesError when shipping nothing is down to `image_missing`, naming a few paths
+    tried (an empty shard set must not pass for a result)."""
+    details = [
+        reason.split(":", 1)[1]
+        for r in rejects
+        for reason in r.reasons
+        if reason_code(reason) == "image_missing"
+    ]
+    if not details:
+        return
+    tried = [p for d in details if d != NO_IMAGE_FILE for p in d.split("|")]
+    shown = ", ".join(str(image_root / p) for p in tried[:3]) + (", ..." if len(tried) > 3 else "")
+    raise NoImagesError(
+        image_root,
+        f"no image found under this image root for any of the {len(rejects)} dialogues "
+        f"({f'tried {shown}' if tried else 'they name no image file'}); point --image-root at the folder"
+        " the file names are relative to, or pass --no-images for shards without images",
+    )
 
 
 def split_shards(planned: list[_Planned], cfg: ShardConfig) -> list[list[_Planned]]:
@@ -205,23 +263,28 @@ def write_shards_result(
     cfg: ShardConfig | None = None,
     image_root: Path | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    image_files: Mapping[str, Sequence[str]] | None = None,
 ) -> ShardResult:
     """Write `chats` as `<prefix>-%06d.tar` shards + manifest.json into `out_dir`.
 
     manifest_extra: `build_config` or `config` (stored scrubbed), `rejects_by_reason` or
     `rejections_by_reason` (earlier stages' counts, reduced to reason codes and added to this
-    stage's), anything else lands in `extra` (scrubbed). Chats whose image is missing are returned
-    as rejects (`image_missing`), never silently dropped. Old shards of the same prefix and the old
-    manifest are removed; out_dir ends with complete shards + manifest.
+    stage's), anything else lands in `extra` (scrubbed). image_files: image key -> every file name
+    its sources know (see plan_samples). Chats whose image is missing are returned as rejects
+    (`image_missing`), never silently dropped; when no chat's image is found at all, NoImagesError
+    is raised before anything is written. Old shards of the same prefix and the old manifest are
+    removed; out_dir ends with complete shards + dataset card (README.md) + manifest.
     """
     cfg = cfg or ShardConfig()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     extra = dict(manifest_extra or {})
     build_config = scrub(extra.pop("build_config", None) or extra.pop("config", None) or {})
     prior = _prior_reasons(extra)
 
-    planned, rejects = plan_samples(chats, image_root, cfg)
+    planned, rejects = plan_samples(chats, image_root, cfg, image_files)
+    if image_root is not None and not planned and rejects:
+        check_images_found(Path(image_root), rejects)
+    out_dir.mkdir(parents=True, exist_ok=True)
     groups = split_shards(planned, cfg)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
     names = [f"{cfg.prefix}-{i:06d}.tar" for i in range(len(groups))]
@@ -240,12 +303,15 @@ def write_shards_result(
         total_bytes=sum(e.bytes for e in entries),
         prompt_fingerprints=sorted({p.chat.generator.prompt_fingerprint for p in planned}),
         counts_by_source=dict(sorted(by_source.items())),
+        generators=generator_uses(p.chat for p in planned),
+        rounds_per_dialogue=rounds_per_dialogue(p.chat for p in planned),
         rejects_by_reason=dict(sorted(prior.items())),
         shard_rejects=[ShardReject(id=r.id, image_key=r.image_key, reasons=r.reasons) for r in rejects],
         shard_config=cfg.model_dump(mode="json"),
         build_config=build_config,
         extra=scrub(extra),
     )
+    write_card(out_dir, manifest)  # before the manifest: a folder with a manifest is complete
     with atomic_path(out_dir / MANIFEST_NAME) as tmp:
         tmp.write_text(manifest.to_json(), encoding="utf-8")
     return ShardResult(manifest, rejects)
