@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
         weight_decay: float = typer.Option(0.0, help="AdamW weight decay (matrices only)."),
         clip: float = typer.Option(1.0, help="Gradient-norm clip."),
         workers: int = typer.Option(
-            2, help="DataLoader worker processes per rank (0: load in the training process)."
+            2,
+            help="DataLoader worker processes per rank (0: load in the training process); at most "
+            "the shards per rank, fewer are used (and said) when the shards are fewer.",
         ),
         shuffle_buffer: int = typer.Option(256, help="Sample shuffle buffer per worker (0/1: off)."),
         resampled: bool = typer.Option(

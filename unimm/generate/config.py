@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -22,6 +23,7 @@ READ_TIMEOUT_BASE_S = 30.0
 READ_TIMEOUT_PER_TOKEN_S = 0.05
 # The derived request deadline leaves room for this many attempts at the derived pace.
 DEADLINE_ATTEMPTS = 3
+NEEDS_BASE_URL = "--llm openai needs at least one --base-url (e.g. http://127.0.0.1:8000/v1)"
 
 
 class Timeouts(NamedTuple):
@@ -98,10 +100,30 @@ class GenerateConfig(BaseModel):
         if self.model:
             return self.model
         if self.backend == "openai":
-            raise ConfigError("--llm openai needs --model (the name the server serves)")
+            raise ConfigError(
+                "--llm openai needs --model (the name the server serves; see with_served_model)"
+            )
         if self.backend == "template":
             return "template"
         return DEFAULT_LOCAL_MODEL
+
+    def with_served_model(self, log: Callable[[str], None]) -> GenerateConfig:
+        """This config with `model` set: as given, else (openai) the only model the server(s)
+        serve, logged. ConfigError when they serve several (listed), none, or cannot be asked."""
+        if self.backend != "openai" or self.model:
+            return self
+        if not self.base_urls:
+            raise ConfigError(NEEDS_BASE_URL)
+        from unimm.generate.openai_backend import served_models  # imports openai: only when asked
+
+        served = {url: served_models(self, url) for url in self.base_urls}
+        names = sorted({m for ms in served.values() for m in ms})
+        if len(names) == 1:
+            log(f"using model {names[0]}, the only one served by {', '.join(self.base_urls)}")
+            return self.model_copy(update={"model": names[0]})
+        listing = "; ".join(f"{url} serves {', '.join(ms) or 'nothing'}" for url, ms in served.items())
+        what = f"{len(names)} models" if names else "no model"
+        raise ConfigError(f"--llm openai needs --model: the server(s) offer {what} ({listing})")
 
     def threads(self) -> int:
         return self.n_threads or os.cpu_count() or 1

@@ -10,7 +10,8 @@ Every failed attempt becomes a TransientError or PermanentError that names the s
 quotes the API key (servers echo rejected keys); a 200 whose body is no chat completion (truncated
 or non-UTF-8 JSON, a text/plain page) is a transient `bad_response`. Timeouts come from
 GenerateConfig.timeouts(): a short connect timeout, a read timeout scaled to max_tokens, and a
-short one of its own for the `/v1/models` check.
+short one of its own for the `/v1/models` check (and for served_models, which
+GenerateConfig.with_served_model asks when no model is given).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from openai.types.chat import ChatCompletion
 
 from unimm.errors import ConfigError
 from unimm.generate.backends import Completion, PermanentError, ResponseSchema, TransientError
-from unimm.generate.config import GenerateConfig
+from unimm.generate.config import NEEDS_BASE_URL, GenerateConfig
 from unimm.generate.prompts import SCHEMA_NAME, dialogue_response
 from unimm.redact import redact
 
@@ -65,6 +66,38 @@ def model_owner(page: object, model: str) -> str | None:
     owners = {getattr(m, "id", None): getattr(m, "owned_by", None) for m in models}
     owner = owners.get(model) or next(iter(owners.values()), None)
     return owner if isinstance(owner, str) else None
+
+
+def served_models(cfg: GenerateConfig, url: str) -> list[str]:
+    """Ids of the models `url` serves (`GET /v1/models`, under the short model-list timeout);
+    ConfigError naming the server when it cannot be asked or answers something else."""
+    t = cfg.timeouts()
+    secret = cfg.api_key()
+    client = openai.OpenAI(
+        base_url=url,
+        api_key=secret or "EMPTY",
+        max_retries=0,
+        timeout=openai.Timeout(t.models_s, connect=min(t.connect_s, t.models_s)),
+    )
+    try:
+        page = client.models.list()
+        ids = [getattr(m, "id", None) for m in getattr(page, "data", None) or []]
+    except openai.APIStatusError as e:
+        problem = f"answered HTTP {e.status_code}"
+    except openai.APIConnectionError as e:  # timeouts included
+        problem = f"cannot be reached ({e.__cause__ or e})"
+    except (openai.OpenAIError, *_BODY_ERRORS, AttributeError, TypeError) as e:
+        problem = f"answered no model list ({type(e).__name__})"
+    else:
+        return sorted({i for i in ids if isinstance(i, str) and i})
+    finally:
+        client.close()
+    # Servers echo rejected keys: scrub the message before it is shown.
+    raise ConfigError(
+        redact(
+            f"--llm openai without --model: {url}/models {problem}; pass --model or check the server", secret
+        )
+    )
 
 
 def _count(value: object) -> int:
@@ -113,7 +146,7 @@ class OpenAIBackend:
 
     def __init__(self, cfg: GenerateConfig, model: str, response: ResponseSchema | None = None) -> None:
         if not cfg.base_urls:
-            raise ConfigError("--llm openai needs at least one --base-url (e.g. http://127.0.0.1:8000/v1)")
+            raise ConfigError(NEEDS_BASE_URL)
         self.cfg = cfg
         self.model = model
         self.max_concurrency = cfg.concurrency

@@ -7,8 +7,10 @@ and concurrency are unimm.generate.dispatch).
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -228,14 +230,24 @@ def _parse_dialogue(comp: Completion) -> dict:
     return {"turns": parse_response(comp.text, comp.finish_reason).model_dump(mode="json")["turns"]}
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def generate_chats(
-    records: list[MergedImage], cfg: GenerateConfig, cache_dir: Path, progress: bool = False
+    records: list[MergedImage],
+    cfg: GenerateConfig,
+    cache_dir: Path,
+    progress: bool = False,
+    log: Callable[[str], None] = _stderr,
 ) -> GenerateResult:
     """One dialogue (or one recorded failure) per record, in input order.
 
     Finished requests are persisted under `cache_dir` as they arrive; a re-run with the same
-    config sends only what is missing. `cfg.limit` keeps the first N records.
+    config sends only what is missing. `cfg.limit` keeps the first N records. An openai config
+    without a model asks the server(s) for it first (with_served_model; `log` says which).
     """
+    cfg = cfg.with_served_model(log)
     if cfg.limit is not None:
         records = records[: cfg.limit]
     run = _Run(list(records), cfg, cache_dir, progress)

@@ -255,6 +255,15 @@ class ShardStream(IterableDataset):
             yield {_ERROR: str(e)}
 
 
+def clamp_workers(shards: int, world_size: int, workers: int, resampled: bool) -> int:
+    """DataLoader workers per rank that `shards` can feed: disjoint reading gives every (rank,
+    worker) reader shards of its own, so at most shards // world_size (never below one reader;
+    resampled reading draws with replacement and needs no cap)."""
+    if resampled or workers <= 1:
+        return workers
+    return max(1, min(workers, shards // world_size))
+
+
 def check_shard_count(urls: list[str], world_size: int, workers: int, resampled: bool) -> None:
     """Disjoint reading needs at least one shard per (rank, worker) reader."""
     readers = world_size * max(1, workers)

@@ -45,6 +45,7 @@ from unimm.train.data import (
     SkippedSample,
     batches,
     check_shard_count,
+    clamp_workers,
     make_loader,
     resolve_shards,
 )
@@ -216,6 +217,14 @@ def _train(
     model_cfg = model_cfg.derive()
     template = ChatTemplate(tok, model_cfg.num_visual_tokens, model_cfg.max_len, model_cfg.system_prompt)
     urls = resolve_shards(cfg.shards)
+    workers = clamp_workers(len(urls), world, cfg.workers, cfg.resampled)
+    if workers != cfg.workers:
+        if rank == 0:
+            echo(
+                f"{len(urls)} shard(s) for {world} rank(s): using {workers} DataLoader worker(s) per rank "
+                f"instead of {cfg.workers} (every worker reads shards of its own; --resampled lifts this)"
+            )
+        cfg = cfg.model_copy(update={"workers": workers})  # config.json records what ran
     check_shard_count(urls, world, cfg.workers, cfg.resampled)
 
     model = build_model(
