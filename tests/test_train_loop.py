@@ -226,9 +226,9 @@ def test_cli_errors_are_one_line_exit_2(cli, shards, tmp_path):
     assert r.returncode == 2 and "no shards match" in r.stderr
     r = cli("train", "--shards", shards, "--out", tmp_path / "r", "--adapter", "resampler")
     assert r.returncode == 2 and "--adapter" in r.stderr
-    r = cli("train", "--shards", shards, "--out", tmp_path / "r", "--workers", "5", "--steps", "1")
-    assert r.returncode == 2 and "4 shard(s) for 1 rank(s) x 5 worker(s)" in r.stderr
     assert not (tmp_path / "r" / "checkpoint").exists()
+    # more workers than shards is not an error: they are lowered to the shards available
+    # (tests/test_small_defects.py)
 
 
 def _free_port() -> int:
