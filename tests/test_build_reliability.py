@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_unimm
-from tests.test_build import _stages
+from tests.test_build import _build, _stages
 from unimm.redact import is_secret_key
 from unimm.shards.manifest import REDACTED, scrub
 from unimm.stagecache import fingerprint
@@ -26,21 +26,6 @@ def sample_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sample") / "data"
     assert run_unimm("sample", "--out", root).returncode == 0
     return root
-
-
-def _build(tmp: Path, root: Path, *extra: str):
-    return run_unimm(
-        "build",
-        "--config",
-        REPO / "pipelines" / "llava_reformat.yaml",
-        "--data-root",
-        root,
-        "--work",
-        tmp / "work",
-        "--out",
-        tmp / "shards",
-        *extra,
-    )
 
 
 @pytest.mark.parametrize("key", ["max_tokens", "token_budget", "prompt_tokens", "api_key_env", "image_key"])

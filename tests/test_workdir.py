@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_unimm
+from tests.test_build import _build
 from tests.test_filter import make_chat
 from unimm import workdir
 from unimm.tables import chats_to_frame
@@ -316,22 +317,6 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _build(work: Path, root: Path):
-    return run_unimm(
-        "build",
-        "--config",
-        REPO / "pipelines" / "llava_reformat.yaml",
-        "--data-root",
-        root,
-        "--work",
-        work,
-        "--out",
-        work.parent / "shards",
-        "--until",
-        "ingest",
-    )
-
-
 def test_second_build_on_a_held_work_dir_fails_fast_naming_the_holder(
     tmp_path: Path, sample_root: Path
 ) -> None:
@@ -339,7 +324,7 @@ def test_second_build_on_a_held_work_dir_fails_fast_naming_the_holder(
     holder = start_live(HOLD_LOCK, work)
     try:
         t0 = time.monotonic()
-        r = _build(work, sample_root)
+        r = _build(tmp_path, sample_root, "--until", "ingest")
         assert time.monotonic() - t0 < 60
         assert r.returncode == 2, r.stdout + r.stderr
         assert f"in use by pid {holder.pid} on " in r.stderr and " since " in r.stderr
@@ -351,7 +336,7 @@ def test_second_build_on_a_held_work_dir_fails_fast_naming_the_holder(
 
     # the holder was SIGKILLed: its flock died with it, and a leftover of a killed writer is swept
     left_pid = run_killed(KILLED_IN_ATOMIC_PATH, work / "ingest" / "coco.parquet")
-    r = _build(work, sample_root)
+    r = _build(tmp_path, sample_root, "--until", "ingest")
     assert r.returncode == 0, r.stderr
     assert (work / "ingest" / "coco.parquet").is_file()
     assert not list((work / "ingest").glob(f".*.{left_pid}.*.tmp"))
