@@ -26,9 +26,16 @@ class Measured:
     stdout: str
 
 
-def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Measured:
+def measure(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeline: list[tuple[float, float]] | None = None,
+) -> Measured:
     """Run `cmd`; peak RSS is the largest *sum* over the process and all its children, sampled
-    every 20 ms (so multi-process runs are not flattered by counting one process only)."""
+    every 20 ms (so multi-process runs are not flattered by counting one process only).
+    `timeline`, when given, receives every sample as (epoch seconds, RSS GiB)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
@@ -43,6 +50,8 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
             try:
                 total = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
                 peak = max(peak, total)
+                if timeline is not None:
+                    timeline.append((time.time(), total / 2**30))
             except psutil.Error:
                 pass
             time.sleep(0.02)

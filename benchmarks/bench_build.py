@@ -4,7 +4,7 @@ time, whose shards must be byte for byte those of the uninterrupted run.
 
     python benchmarks/bench_build.py [--scale 1] [--kills 3] [--root /tmp/unimm-bench]
 
-Peak RSS is the largest sum over the build's whole process tree (psutil, every 50 ms); a stage's
+Peak RSS is the largest sum over the build's whole process tree (psutil, every 20 ms); a stage's
 figures are the samples between the end of the stage before it and its own end (the mtimes of
 the stage markers in work/markers/).
 """
@@ -18,12 +18,11 @@ import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
-from _common import machine_line, update_section
+from _common import machine_line, measure, update_section
 from bench_ingest import ensure_corpus
 
 
@@ -34,28 +33,13 @@ def build_cmd(data: Path, work: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def run_sampled(cmd: list[str]) -> tuple[int, float, list[tuple[float, float]]]:
-    """(returncode, wall s, [(time, RSS GB of the whole tree)])."""
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def run_sampled(cmd: list[str]) -> tuple[float, list[tuple[float, float]]]:
+    """(wall s, [(time, RSS GiB of the whole tree)]); exits when the build fails."""
     samples: list[tuple[float, float]] = []
-    t0 = time.time()
-
-    def sample() -> None:
-        while proc.poll() is None:
-            try:
-                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-                samples.append((time.time(), rss / 2**30))
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    _, err = proc.communicate()
-    t.join()
-    if proc.returncode != 0:
-        sys.exit(f"build failed ({proc.returncode}):\n{err.decode()[-3000:]}")
-    return proc.returncode, time.time() - t0, samples
+    m = measure(cmd, timeline=samples)
+    if m.returncode != 0:
+        sys.exit(f"build failed ({m.returncode}):\n{m.stdout[-3000:]}")
+    return m.wall_s, samples
 
 
 def stage_figures(
@@ -118,7 +102,7 @@ def main() -> None:
 
     print("uninterrupted build ...", flush=True)
     start = time.time()
-    _, wall, samples = run_sampled(build_cmd(data, work_a, out))
+    wall, samples = run_sampled(build_cmd(data, work_a, out))
     stages = stage_figures(work_a, start, samples)
     peak = max(g for _, g in samples)
     reference = digest(out)

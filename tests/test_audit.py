@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import run_unimm
 from tests.test_build import _build as build_llava_reformat
+from tests.test_export_consumers import release_features
 from unimm.audit.readers import image_key_from_name
 from unimm.schema import GroundingReport, TurnGrounding
 from unimm.tables import polars_dtype
@@ -149,9 +150,7 @@ def _unimm_chat_parquet(path: Path, coco, realdata: Path) -> None:
     (a JSON string), origin_dataset, idx, image_path; written by the `datasets` library itself."""
     datasets = pytest.importorskip("datasets")
     ids = sorted(i for i, (objs, caps) in coco.items() if caps and ABSENT not in objs)[3:6]
-    rows: dict[str, list] = {
-        k: [] for k in ("ds_name", "image", "conversation", "origin_dataset", "idx", "image_path")
-    }
+    rows: dict[str, list] = {k: [] for k in release_features()}
     for n, i in enumerate(ids):
         answer = coco[i][1][0] if n else f"There is a {ABSENT} in the middle of the scene."
         conv = [
@@ -167,17 +166,7 @@ def _unimm_chat_parquet(path: Path, coco, realdata: Path) -> None:
         rows["origin_dataset"].append("vqav2")
         rows["idx"].append(1000 + n)
         rows["image_path"].append(name)
-    features = datasets.Features(
-        {
-            "ds_name": datasets.Value("string"),
-            "image": datasets.Image(),
-            "conversation": datasets.Value("string"),
-            "origin_dataset": datasets.Value("string"),
-            "idx": datasets.Value("int64"),
-            "image_path": datasets.Value("string"),
-        }
-    )
-    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
+    datasets.Dataset.from_dict(rows, features=release_features()).to_parquet(str(path))
 
 
 def test_unimm_chat_release_parquet(coco, realdata: Path, data_root: Path, tmp_path: Path, cli) -> None:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from unimm.build import read_merged
 from unimm.filter import FilterConfig, filter_chats
 from unimm.grounding import ground_turns
 from unimm.grounding.claims import text_claims
 from unimm.grounding.vocab import load_vocabulary
 from unimm.ingest import run_ingest
-from unimm.merge import MergeConfig, merge, merged_parts
+from unimm.merge import MergeConfig, merge, merged_parts, read_partition
 from unimm.schema import JudgeVerdict, MergedImage, Turn
 
 from .test_filter import make_chat
@@ -27,7 +26,7 @@ def images(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     work = tmp / "work"
     run_ingest(data_root(realdata, tmp), work, ["coco", "vg"], jobs=1)
     merge(work, MergeConfig(sources=["coco", "vg"]))
-    return {m.image_key: m for part in merged_parts(work) for m in read_merged(part)}
+    return {m.image_key: m for part in merged_parts(work) for m in read_partition(part)}
 
 
 def turns(*pairs: tuple[str, str]) -> list[Turn]:

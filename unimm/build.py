@@ -36,8 +36,8 @@ from unimm.generate.dispatch import TRANSIENT_REASONS_PREFIX, is_transient
 from unimm.generate.prompts import prompt_set_for, record_budget
 from unimm.grounding.vocab import vocabulary_fingerprint
 from unimm.ingest import check_inputs, run_ingest
-from unimm.merge import image_files, merge, merged_parts
-from unimm.schema import Chat, GenerationFailure, MergedImage, Reject
+from unimm.merge import image_files, load_merged, merge, merged_parts, read_partition
+from unimm.schema import Chat, GenerationFailure, Reject
 from unimm.shards.manifest import read_manifest
 from unimm.shards.writer import write_shards_result
 from unimm.sources import SOURCE_SPECS
@@ -71,17 +71,6 @@ def _markers(work: Path) -> Path:
 
 def write_rejects(rejects: list[Reject], path: Path) -> None:
     workdir.write_parquet_atomic(rejects_to_frame(rejects), path)
-
-
-def read_merged(part: Path, *, n_rows: int | None = None, keys: set[str] | None = None) -> list[MergedImage]:
-    """Merged records of one partition: the first `n_rows`, or only those whose image is in `keys`
-    (a filter needs the records of the dialogues it judges, not the whole partition)."""
-    lf = pl.scan_parquet(part)
-    if keys is not None:
-        lf = lf.filter(pl.col("image_key").is_in(list(keys)))
-    if n_rows is not None:
-        lf = lf.head(n_rows)
-    return [MergedImage.model_validate(r) for r in lf.collect().iter_rows(named=True)]
 
 
 def _rows(part: Path) -> int:
@@ -313,7 +302,7 @@ def build(
             chats_p: Path = chats_p,
             fail_p: Path = fail_p,
         ) -> dict[str, int]:
-            records = read_merged(part, n_rows=n_records)
+            records = read_partition(part, n_rows=n_records)
             res = generate_chats(
                 records, cfg.generate.model_copy(update={"limit": None}), gen_dir / "cache", progress=progress
             )
@@ -351,7 +340,7 @@ def build(
             part: Path = part, chats_p: Path = chats_p, kept_p: Path = kept_p, rej_p: Path = rej_p
         ) -> dict[str, int]:
             chats = frame_to_chats(pl.read_parquet(chats_p))
-            merged = {m.image_key: m for m in read_merged(part, keys={c.image_key for c in chats})}
+            merged = load_merged([part], {c.image_key for c in chats})
             res, judged = judge_and_filter(
                 chats, merged, filter_cfg, cfg.generate, flt_dir / "judge-cache", progress=progress
             )

@@ -19,12 +19,12 @@ import math
 from pathlib import Path
 
 import polars as pl
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from unimm import workdir
-from unimm.errors import ConfigError, MissingStageOutputError, UnimmError
+from unimm.errors import ConfigError, InputError, MissingStageOutputError, UnimmError
 from unimm.keys import partition_expr
-from unimm.schema import SOURCES
+from unimm.schema import SOURCES, MergedImage
 from unimm.sources import SOURCE_SPECS
 from unimm.tables import ANNOTATION_SCHEMA
 
@@ -371,6 +371,37 @@ def merged_parts(work: Path) -> list[Path]:
     if not parts:
         raise MissingStageOutputError(workdir.merged_dir(work) / "part-*.parquet", "unimm merge")
     return parts
+
+
+_ROW = "__unimm_row"
+
+
+def read_partition(
+    part: Path, *, n_rows: int | None = None, keys: set[str] | None = None
+) -> list[MergedImage]:
+    """Validated MergedImage records of one partition: all, the first `n_rows`, or those whose
+    image is in `keys` (the other rows never leave polars). A row that does not validate is an
+    InputError naming the partition, the record and the field."""
+    lf = pl.scan_parquet(part).with_row_index(_ROW)  # errors name the row of the file
+    if keys is not None:
+        lf = lf.filter(pl.col("image_key").is_in(pl.Series(sorted(keys), dtype=pl.Utf8)))
+    if n_rows is not None:
+        lf = lf.head(n_rows)
+    records: list[MergedImage] = []
+    for row in lf.collect().iter_rows(named=True):
+        index = row.pop(_ROW)
+        try:
+            records.append(MergedImage.model_validate(row))
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise InputError(part, err["msg"], record=index, field=field) from None
+    return records
+
+
+def load_merged(parts: list[Path], keys: set[str]) -> dict[str, MergedImage]:
+    """image key -> MergedImage for the images among `keys`, over the given partitions."""
+    return {m.image_key: m for part in parts for m in read_partition(part, keys=keys)}
 
 
 def image_files(parts: list[Path], keys: set[str]) -> dict[str, list[str]]:

@@ -19,7 +19,7 @@ from unimm.filter.config import FilterConfig
 from unimm.filter.reasons import reason_code
 from unimm.grounding import GroundingOutcome, ground_turns, image_evidence
 from unimm.ingest import present_sources, run_ingest
-from unimm.merge import MergeConfig, merge, merged_parts
+from unimm.merge import MergeConfig, load_merged, merge, merged_parts
 from unimm.schema import GroundingReport, JudgeVerdict, MergedImage
 from unimm.sources import parse_sources
 from unimm.tables import polars_dtype
@@ -136,23 +136,13 @@ def evidence_sources(data_root: Path, sources: list[str] | None) -> list[str]:
     return names
 
 
-def load_merged(work: Path, keys: set[str]) -> dict[str, MergedImage]:
-    """MergedImage records of `keys` from work/merged/part-*.parquet (other images never leave polars)."""
-    wanted = pl.Series(sorted(keys), dtype=pl.Utf8)
-    out: dict[str, MergedImage] = {}
-    for part in merged_parts(work):
-        df = pl.read_parquet(part).filter(pl.col("image_key").is_in(wanted))
-        out.update({r["image_key"]: MergedImage.model_validate(r) for r in df.iter_rows(named=True)})
-    return out
-
-
 def build_evidence(
     data_root: Path, work: Path, sources: list[str], keys: set[str], jobs: int = 1
 ) -> dict[str, MergedImage]:
     """Ingest + merge `sources` of the data root into `work`; the merged records of `keys`."""
     run_ingest(data_root, work, sources, jobs=jobs)
     merge(work, MergeConfig(sources=sources))
-    return load_merged(work, keys)
+    return load_merged(merged_parts(work), keys)
 
 
 def check_unannotated(

@@ -16,7 +16,7 @@ from unimm.errors import ConfigError, InputError
 from unimm.filter.config import JudgeConfig
 from unimm.filter.pipeline import FilterStageConfig, run_filter_stage
 from unimm.filter.tables import rejects_to_frame
-from unimm.schema import MergedImage
+from unimm.merge import load_merged
 from unimm.tables import chats_to_frame, frame_to_chats
 from unimm.workdir import atomic_path, exclusive_work, merged_dir, write_parquet_atomic
 
@@ -35,21 +35,6 @@ def load_stage_config(path: Path | None) -> FilterStageConfig:
     except ValidationError as e:
         err = e.errors()[0]
         raise InputError(path, err["msg"], field=".".join(map(str, err["loc"]))) from None
-
-
-def load_merged(work: Path, keys: set[str]) -> dict[str, MergedImage]:
-    """MergedImage records of the given image keys from work/merged/part-*.parquet."""
-    parts = sorted(merged_dir(work).glob("part-*.parquet"))
-    out: dict[str, MergedImage] = {}
-    for p in parts:
-        df = pl.read_parquet(p).filter(pl.col("image_key").is_in(sorted(keys)))
-        for i, row in enumerate(df.iter_rows(named=True)):
-            try:
-                out[row["image_key"]] = MergedImage.model_validate(row)
-            except ValidationError as e:
-                err = e.errors()[0]
-                raise InputError(p, err["msg"], record=i, field=".".join(map(str, err["loc"]))) from None
-    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -108,7 +93,10 @@ def register(app: typer.Typer) -> None:
             except ValidationError as e:
                 err = e.errors()[0]
                 raise InputError(src, err["msg"], field=".".join(map(str, err["loc"]))) from None
-            merged = load_merged(work, {c.image_key for c in chats})
+            # No merged partitions (chats from elsewhere): every check that needs annotations abstains.
+            merged = load_merged(
+                sorted(merged_dir(work).glob("part-*.parquet")), {c.image_key for c in chats}
+            )
             out = Path(work) / "filter"
             kept, rejects, summary = run_filter_stage(
                 chats, merged, cfg, judge_cache=out / "judge-cache", progress=progress

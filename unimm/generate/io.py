@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import polars as pl
-from pydantic import ValidationError
 
-from unimm.errors import InputError
 from unimm.generate.runner import GenerateResult
+from unimm.merge import merged_parts, read_partition
 from unimm.schema import MergedImage
 from unimm.tables import chats_to_frame
-from unimm.workdir import atomic_path, merged_dir, write_parquet_atomic
+from unimm.workdir import atomic_path, write_parquet_atomic
 
 FAILURE_SCHEMA = pl.Schema(
     {
@@ -31,28 +30,11 @@ def generate_dir(work: Path) -> Path:
     return Path(work) / "generate"
 
 
-def merged_parts(work: Path) -> list[Path]:
-    """`work/merged/part-*.parquet` in order; none is a MissingFilesError naming the stage to run."""
-    parts = sorted(merged_dir(work).glob("part-*.parquet"))
-    if not parts:
-        raise InputError(merged_dir(work), f"no part-*.parquet files: run `unimm merge --work {work}` first")
-    return parts
-
-
 def read_merged(work: Path, limit: int | None = None) -> list[MergedImage]:
     """Validated MergedImage records, reading only as many parts as `limit` needs."""
     records: list[MergedImage] = []
     for part in merged_parts(work):
-        df = pl.read_parquet(part)
-        if limit is not None:
-            df = df.head(limit - len(records))
-        for i, row in enumerate(df.iter_rows(named=True)):
-            try:
-                records.append(MergedImage.model_validate(row))
-            except ValidationError as e:
-                err = e.errors()[0]
-                field = ".".join(str(p) for p in err["loc"])
-                raise InputError(part, err["msg"], record=i, field=field) from e
+        records += read_partition(part, n_rows=None if limit is None else limit - len(records))
         if limit is not None and len(records) >= limit:
             break
     return records
