@@ -384,7 +384,7 @@ def read_partition(
     InputError naming the partition, the record and the field."""
     lf = pl.scan_parquet(part).with_row_index(_ROW)  # errors name the row of the file
     if keys is not None:
-        lf = lf.filter(pl.col("image_key").is_in(pl.Series(sorted(keys), dtype=pl.Utf8)))
+        lf = lf.filter(pl.col("image_key").is_in(pl.Series(sorted(keys), dtype=pl.Utf8).implode()))
     if n_rows is not None:
         lf = lf.head(n_rows)
     records: list[MergedImage] = []
