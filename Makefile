@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 UNIMM  := $(VENV)/bin/unimm
-EXTRAS ?= dev,local,train
+EXTRAS ?= dev,local,train,ray
 WORK   ?= work
 PIPELINE ?= pipelines/demo.yaml
 PYTEST_ARGS ?=
@@ -45,8 +45,9 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 # --- the pipeline as file targets ------------------------------------------------------------
-# Every target runs `unimm build --until STAGE`, so make and `unimm build` share one stage cache:
-# a rerun does no work, and a changed pipeline file reruns what it affects.
+# Every target runs `unimm build --until STAGE`: make, `unimm build` and the single-stage commands
+# (`unimm filter`, `unimm shards`...) are one runner with one stage cache, so they mix freely; a
+# rerun does no work, and a changed pipeline file reruns what it affects.
 SAMPLE     := $(WORK)/sample
 SAMPLE_DEP ?= $(SAMPLE)/unimm-sample.json
 BUILD      := $(UNIMM) build --config $(PIPELINE) --work $(WORK) --out $(WORK)/shards
@@ -63,7 +64,7 @@ $(WORK)/.merge: $(WORK)/.ingest
 $(WORK)/.generate: $(WORK)/.merge
 	$(BUILD) --until generate && touch $@
 $(WORK)/.filter: $(WORK)/.generate
-	$(BUILD) --until corpus && touch $@
+	$(BUILD) --until filter && touch $@
 $(WORK)/shards/manifest.json: $(WORK)/.filter
 	$(BUILD) --until shards
 	$(UNIMM) verify $(WORK)/shards

@@ -45,15 +45,17 @@ def run_sampled(cmd: list[str]) -> tuple[float, list[tuple[float, float]]]:
 def stage_figures(
     work: Path, start: float, samples: list[tuple[float, float]]
 ) -> list[tuple[str, float, float]]:
-    """(stage, seconds, peak GB) per stage marker, in the order the stages finished; ingest's
-    per-source markers are one stage (the sources are ingested together)."""
+    """(step/unit, seconds, peak GB) per unit marker, in the order the units finished (seconds:
+    since the unit before finished; partitions run in parallel chains, so a row is the time the
+    build waited for that unit); ingest's per-source markers are one row."""
     markers = sorted(
-        (p.stat().st_mtime, p.name.removesuffix(".done.json")) for p in (work / "markers").iterdir()
+        (p.stat().st_mtime, f"{p.parent.name}/{p.name.removesuffix('.done.json')}")
+        for p in (work / "markers").glob("*/*.done.json")
     )
     rows: list[tuple[str, float, float]] = []
     prev = start
     for end, name in markers:
-        name = "ingest" if name.startswith("ingest-") else name
+        name = "ingest" if name.startswith("ingest/") else name
         peak = max((g for t, g in samples if prev <= t <= end), default=0.0)
         if rows and rows[-1][0] == name == "ingest":
             rows[-1] = (name, end - start, max(rows[-1][2], peak))
@@ -125,7 +127,7 @@ def main() -> None:
     )
     body = f"""## Full-scale template build (issue 13)
 
-Machine: {machine_line()}. `unimm sample --scale {args.scale:g} --no-images` (180,156 images at
+Machine: {machine_line()}. `python benchmarks/fullscale --scale {args.scale:g}` (180,156 images at
 scale 1), then `unimm build --sources coco,vqav2,vg --llm template --no-images`; one run of
 `benchmarks/bench_build.py`. Peak RSS is the sum over the build's process tree.
 

@@ -1,7 +1,7 @@
 """Ingest + merge at full UniMM-Chat scale against the anchors, measured in the same run.
 
-Generates the full-size synthetic corpus in the official formats once (`unimm sample --scale full
---no-images`, kept in bench-data/), then measures, each in a fresh process, wall time and peak RSS
+Generates the full-size synthetic corpus in the official formats once (`python benchmarks/fullscale
+--scale full`, kept in bench-data/), then measures, each in a fresh process, wall time and peak RSS
 of the whole process tree:
   - ../shared/anchors/naive_merge.py  (json.load + dict of lists: what research scripts do)
   - ../shared/anchors/parse_floor.py  (orjson parse of every file, nothing else)
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from _common import REPO, Measured, machine_line, measure, update_section
 
+HERE = Path(__file__).resolve().parent
 ANCHORS = REPO.parent / "shared" / "anchors"
 ANCHOR_FILES = [
     "coco/annotations/captions_train2014.json",
@@ -45,7 +46,7 @@ def ensure_corpus(root: Path, scale: float) -> None:
         return
     shutil.rmtree(root, ignore_errors=True)
     print(f"generating the synthetic corpus at scale {scale} in {root} ...", flush=True)
-    m = measure(unimm("sample", "--scale", str(scale), "--no-images", "--out", str(root)))
+    m = measure([sys.executable, str(HERE / "fullscale"), "--scale", str(scale), "--out", str(root)])
     if m.returncode != 0:
         sys.exit(f"corpus generation failed:\n{m.stdout}")
 
@@ -129,7 +130,7 @@ def main() -> None:
     body = f"""## Ingest + merge (issue 2)
 
 Machine: {machine_line()}. Scale {args.scale:g} of the real sizes; synthetic files in the official formats
-from `unimm sample --scale {args.scale:g} --no-images`. All figures from one run of `make bench`
+from `python benchmarks/fullscale --scale {args.scale:g}`. All figures from one run of `make bench`
 (`benchmarks/bench_ingest.py`); peak RSS is the sum over the whole process tree, sampled every 20 ms.
 
 Same files for every row: COCO 2014 captions, VQAv2 train+val questions and annotations, VG image_data,

@@ -74,12 +74,12 @@ def test_template_build_reads_back_and_caches(sample_root: Path, tmp_path: Path)
     assert set(_stages(r.stdout).values()) == {"cached"}
     assert {p.name: p.read_bytes() for p in sorted((tmp_path / "shards").glob("*.tar"))} == before
 
-    # a filter threshold change reruns filter, corpus and shards only
+    # a filter threshold change reruns filter, dedup, decontamination and shards only
     r = _build(tmp_path, sample_root, "--set", "filter.max_turns=20")
     assert r.returncode == 0, r.stderr
     st = _stages(r.stdout)
-    assert st["ingest"] == st["merge"] == st["generate-00000"] == "cached"
-    assert st["filter-00000"] == st["corpus"] == st["shards"] == "ran"
+    assert st["ingest"] == st["merge"] == st["generate"] == "cached"
+    assert st["filter"] == st["dedup"] == st["decontaminate"] == st["shards"] == "ran"
     m2 = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert m2["total_samples"] + m2["rejects_by_reason"].get("too_many_turns", 0) == 24
 

@@ -24,7 +24,7 @@ LIMIT = 6
 
 
 def _cache_lines(work: Path) -> int:
-    p = work / "generate" / "cache" / "responses.jsonl"
+    p = work / "generate" / "cache" / "00000" / "responses.jsonl"
     return sum(1 for line in p.read_text().splitlines() if line.strip()) if p.exists() else 0
 
 
@@ -67,25 +67,19 @@ def test_build_killed_mid_generation_resumes_exactly(tmp_path: Path):
 
     r = run_unimm(*args)
     assert r.returncode == 0, r.stderr
-    marker = json.loads((work / "markers" / "generate-00000.done.json").read_text())
+    marker = json.loads((work / "markers" / "generate" / "00000.done.json").read_text())
     counts = marker["counts"]
-    assert counts["records"] == LIMIT and counts["chats"] + counts["failures"] == LIMIT
-    assert counts["cache_hits"] >= done_before  # finished requests were not sent again
+    failures = sum(counts["dropped"].values())
+    assert counts["input"] == LIMIT and counts["output"] + failures == LIMIT
+    assert counts["extra"]["cache_hits"] >= done_before  # finished requests were not sent again
     manifest = json.loads((out / "manifest.json").read_text())
     keys = [
         s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False)
     ]
     assert len(keys) == len(set(keys)) == manifest["total_samples"]
     # nothing silently disappears: every record is a shard sample, a generation failure or a reject
-    rejected = sum(
-        pl.read_parquet(p).height
-        for p in [
-            *work.glob("filter/rejects-*.parquet"),
-            work / "corpus" / "rejects.parquet",
-            work / "shards" / "rejects.parquet",
-        ]
-    )
-    assert manifest["total_samples"] + counts["failures"] + rejected == LIMIT
+    rejected = sum(pl.read_parquet(p).height for p in (work / "rejects").rglob("*.parquet"))
+    assert manifest["total_samples"] + failures + rejected == LIMIT
     for s in wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False):
         chat = Chat.model_validate_json(s["json"])
         assert chat.generator.backend == "local" and chat.generator.model.startswith("SmolLM2")

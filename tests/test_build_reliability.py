@@ -53,7 +53,7 @@ def test_changed_max_tokens_reruns_generation_and_shows_in_the_manifest(sample_r
     assert r.returncode == 0, r.stderr
     stages = _stages(r.stdout)
     assert stages["merge"] == "cached"
-    assert stages["generate-00000"] == "ran"  # not the dialogues of max_tokens=512, marked cached
+    assert stages["generate"] == "ran"  # not the dialogues of max_tokens=512, marked cached
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     gen = manifest["build_config"]["generate"]
     assert gen["max_tokens"] == 256 and gen["token_budget"] == 999
@@ -91,19 +91,22 @@ def test_bad_evaluation_file_fails_before_any_work(sample_root: Path, tmp_path: 
     assert not (tmp_path / "work" / "ingest").exists()
 
 
-def test_corpus_stage_reads_no_merged_record_without_evaluation_files(sample_root: Path, tmp_path: Path):
+def test_dedup_and_decontamination_read_no_merged_record_without_evaluation_files(
+    sample_root: Path, tmp_path: Path
+):
     """At full scale the merged records do not fit in memory as objects: dedup needs the kept
     dialogues only, and decontamination (when configured) two columns."""
     r = _build(tmp_path, sample_root, "--until", "filter")
     assert r.returncode == 0, r.stderr
     shutil.rmtree(tmp_path / "work" / "merged")
     (tmp_path / "work" / "merged").mkdir()  # the partitions are gone; only their listing is needed
-    for p in (tmp_path / "work" / "filter").glob("kept-*.parquet"):
-        (tmp_path / "work" / "merged" / p.name.replace("kept-", "part-")).write_bytes(b"not parquet")
+    for p in (tmp_path / "work" / "filter").glob("chats-*.parquet"):
+        (tmp_path / "work" / "merged" / p.name.replace("chats-", "part-")).write_bytes(b"not parquet")
     (tmp_path / "work" / "merged" / "summary.json").write_text("{}")
-    r = _build(tmp_path, sample_root, "--until", "corpus")
+    r = _build(tmp_path, sample_root, "--until", "filter", "--set", "dedup.threshold=0.8")
     assert r.returncode == 0, r.stderr
-    assert _stages(r.stdout)["corpus"] == "ran"
+    st = _stages(r.stdout)
+    assert st["filter"] == "cached" and st["dedup"] == st["decontaminate"] == "ran"
 
 
 def test_summary_counts_what_was_written(sample_root: Path, tmp_path: Path):

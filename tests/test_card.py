@@ -9,8 +9,9 @@ import pytest
 
 from tests.test_filter import make_chat
 from unimm.card import CARD_NAME, FORMATS, SOURCE_TERMS, size_category, write_card
+from unimm.pipeline.counts import StepCounts
 from unimm.schema import SOURCES, Chat
-from unimm.shards import ShardConfig, read_manifest, write_shards
+from unimm.shards import ShardConfig, read_manifest, write_shards_result
 
 PAIRS = [("What is shown here?", "A street scene."), ("Is it day?", "Yes.")]
 EVAL_FILE = "/data/eval/v2_OpenEnded_mscoco_val2014_questions.json"
@@ -20,7 +21,10 @@ EXTRA = {
         "filter": {"min_turns": 2, "grounding_checks": ["object", "count"]},
         "decontaminate": {"eval_files": [{"path": EVAL_FILE, "kind": "vqa"}], "ngram": 8},
     },
-    "rejects_by_reason": {"refusal": 3, "eval_question:v2_OpenEnded_mscoco_val2014_questions.json": 2},
+}
+STEPS = {
+    "filter": StepCounts(input=17, output=14, dropped={"refusal": 3}),
+    "decontaminate": StepCounts(input=14, output=12, dropped={"eval_question": 2}),
 }
 
 
@@ -31,7 +35,9 @@ def corpus() -> list[Chat]:
 
 @pytest.fixture
 def shard_dir(tmp_path: Path) -> Path:
-    write_shards(corpus(), tmp_path / "shards", ShardConfig(prefix="t", maxcount=5), None, EXTRA)
+    write_shards_result(
+        corpus(), tmp_path / "shards", ShardConfig(prefix="t", maxcount=5), None, EXTRA, steps=STEPS
+    )
     return tmp_path / "shards"
 
 
@@ -63,6 +69,7 @@ def test_card_body_states_the_manifest(shard_dir: Path):
     for reason, n in man.rejects_by_reason.items():
         assert f"| `{reason}` | {n} |" in body
     assert f"{sum(man.rejects_by_reason.values())} in all" in body
+    assert "| filter | 17 | 14 | 3 |" in body and "| shards | 12 | 12 | 0 |" in body
     for src, n in man.counts_by_source.items():
         t = SOURCE_TERMS[src]
         assert f"| [{t.name}]({t.url}) | {n} | {t.annotations} | {t.images} |" in body
@@ -92,11 +99,10 @@ def test_every_source_has_terms_and_sizes_follow_the_hub_buckets():
 
 
 def test_cli_shards_writes_a_card_verify_accepts(tmp_path: Path, cli):
-    from unimm.tables import chats_to_frame
-    from unimm.workdir import write_parquet_atomic
+    from tests.pipeline_helpers import pipeline_work, replace_chats
 
-    work = tmp_path / "work"
-    write_parquet_atomic(chats_to_frame(corpus()), work / "filter" / "kept.parquet")
+    work = pipeline_work(tmp_path / "work", "filter")
+    replace_chats(work, "decontaminate", corpus())
     out = tmp_path / "shards"
     r = cli("shards", "--work", work, "--out", out, "--no-images", "--prefix", "c")
     assert r.returncode == 0, r.stderr

@@ -121,3 +121,24 @@ def test_bad_eval_files_name_file_record_field(tmp_path):
         load_eval_file(EvalFile(path=ids))
     with pytest.raises(InputError, match="not found"):
         load_eval_file(EvalFile(path=tmp_path / "missing.json"))
+
+
+def test_eval_files_decode_as_the_ingesters_read_them(tmp_path):
+    """The ingesters' decoders: a wrongly typed id or a missing field names the item and field."""
+    vqa = tmp_path / "q.json"
+    vqa.write_text(
+        json.dumps({"questions": [{"image_id": 1, "question": "a?"}, {"image_id": "x", "question": "b?"}]})
+    )
+    with pytest.raises(InputError, match=r"q.json: record 1: field 'image_id'"):
+        load_eval_file(EvalFile(path=vqa))
+    karpathy = tmp_path / "dataset_coco.json"
+    karpathy.write_text(json.dumps({"images": [{"split": "train"}, {"split": "test"}]}))
+    with pytest.raises(InputError, match=r"record 1: field 'cocoid'"):
+        load_eval_file(EvalFile(path=karpathy))
+    aok = tmp_path / "aokvqa_v1p0_test.json"  # the unlabelled test split: no choices, no answers
+    aok.write_text(json.dumps([{"split": "test", "image_id": 7, "question_id": "q", "question": "Why?"}]))
+    got = load_eval_file(EvalFile(path=aok))
+    assert (got.kind, got.image_keys, got.questions) == ("aokvqa", {"coco_000000000007"}, ["Why?"])
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(InputError, match="invalid JSON"):
+        load_eval_file(EvalFile(path=tmp_path / "bad.json", kind="vqa"))

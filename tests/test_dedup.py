@@ -139,3 +139,28 @@ def test_candidate_pairs_window_bounds_buckets():
 def test_bands_must_divide_permutations():
     with pytest.raises(ValueError):
         DedupConfig(num_perm=100, bands=32)
+
+
+def test_partitioned_dedup_equals_dedup_of_the_whole_corpus():
+    """The pipeline dedups per partition (turn dedup, signatures), joins only the signatures
+    corpus-wide, and applies the verdicts per partition: the same rejects as one pass over all."""
+    from unimm.dedup import apply_duplicates, corpus_duplicates, local_pass, signature_frame
+
+    rng = random.Random(11)
+    originals = [random_pairs(rng) for _ in range(120)]
+    chats = [make_chat(f"coco_{i:04d}", p) for i, p in enumerate(originals)]
+    chats += [make_chat(f"coco_{1000 + i}", paraphrase(originals[i], rng)) for i in range(0, 120, 7)]
+    chats += [make_chat("coco_2000", originals[3]), make_chat("coco_0005", originals[5])]  # repeated id
+    cfg = DedupConfig()
+    parts = [[c for c in chats if int(c.id[5:]) % 3 == k] for k in range(3)]  # partitions split pairs
+    locals_ = [local_pass(p, cfg) for p in parts]
+    dups = dict(corpus_duplicates([signature_frame(lp, cfg) for lp in locals_], cfg).iter_rows())
+    kept, rejects = [], []
+    for lp in locals_:
+        k, r = apply_duplicates(lp, dups)
+        kept += k
+        rejects += r
+    whole = dedup_chats(chats, cfg)
+    assert sorted(c.id for c in kept) == [c.id for c in whole.kept]
+    assert sorted((r.id, r.reasons) for r in rejects) == sorted((r.id, r.reasons) for r in whole.rejects)
+    assert any(r.reasons[0].startswith("near_duplicate") for r in rejects)

@@ -235,40 +235,46 @@ def test_all_reasons_collected_and_nothing_lost():
     assert res.counts == {"input": 3, "kept": 2, "rejected": 1, "annotation_leak": 1, "refusal": 1}
 
 
-def test_cli_filter_writes_kept_rejects_summary(tmp_path, cli):
+def test_cli_filter_writes_kept_and_rejects_per_step(tmp_path, cli):
     import json
 
     import polars as pl
 
-    from unimm.filter.tables import frame_to_rejects
-    from unimm.tables import chats_to_frame, frame_to_chats
-    from unimm.workdir import write_parquet_atomic
+    from tests.pipeline_helpers import pipeline_work, replace_chats, replace_merged
+    from unimm.tables import frame_to_chats, frame_to_rejects
 
-    work = tmp_path / "work"
-    m = merged("coco_1", qa("Is it raining?", "no"))
-    write_parquet_atomic(pl.DataFrame([m.model_dump()]), work / "merged" / "part-000.parquet")
+    work = pipeline_work(tmp_path / "work", "generate")
+    replace_merged(work, [merged("coco_1", qa("Is it raining?", "no"))])
     chats = [
         make_chat("coco_1", [("Is it raining?", "Yes, it is raining."), *GOOD]),
         make_chat("coco_2", GOOD, image_key="coco_2"),
         make_chat("coco_3", GOOD, image_key="coco_3"),  # exact duplicate of coco_2
         make_chat("coco_4", [("What is this?", "As an AI, I cannot tell.")]),
     ]
-    write_parquet_atomic(chats_to_frame(chats), work / "generate" / "chats.parquet")
+    replace_chats(work, "generate", chats)
     evalf = tmp_path / "eval.txt"
-    evalf.write_text("99\n")
+    evalf.write_text("COCO_val2014_000000000099.jpg\n")
     r = cli("filter", "--work", work, "--eval", evalf)
     assert r.returncode == 0, r.stderr
-    kept = frame_to_chats(pl.read_parquet(work / "filter" / "kept.parquet"))
-    rejects = frame_to_rejects(pl.read_parquet(work / "filter" / "rejects.parquet"))
+    kept = frame_to_chats(pl.read_parquet(work / "decontaminate" / "chats-00000.parquet"))
+    rejects = [
+        r
+        for step in ("filter", "dedup", "decontaminate")
+        for r in frame_to_rejects(pl.read_parquet(work / "rejects" / step / "00000.parquet"))
+    ]
     assert [c.id for c in kept] == ["coco_2"]
     assert {r.id: (r.stage, r.reasons[0]) for r in rejects} == {
         "coco_1": ("filter", "grounding_contradiction:yesno"),
         "coco_3": ("dedup", "exact_duplicate:coco_2"),
         "coco_4": ("filter", "refusal"),
     }
-    summary = json.loads((work / "filter" / "summary.json").read_text())
-    assert (summary["input"], summary["kept"], summary["rejected"]) == (4, 1, 3)
-    assert summary["decontam"]["files"][0]["name"] == "eval.txt"
+    counts = {
+        step: json.loads((work / "markers" / step / "00000.done.json").read_text())["counts"]
+        for step in ("filter", "dedup", "decontaminate")
+    }
+    assert (counts["filter"]["input"], counts["filter"]["output"]) == (4, 2)
+    assert counts["dedup"]["dropped"] == {"exact_duplicate": 1}
+    assert (counts["decontaminate"]["input"], counts["decontaminate"]["output"]) == (1, 1)
 
     r = cli("filter", "--work", tmp_path / "empty")
-    assert r.returncode == 2 and "chats.parquet" in r.stderr
+    assert r.returncode == 2 and "has not run" in r.stderr and "Traceback" not in r.stderr

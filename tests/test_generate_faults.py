@@ -82,10 +82,10 @@ def test_cli_bad_body_does_not_kill_the_run(tmp_path: Path, cli) -> None:
         )
     r = runs["bad"]
     assert "Traceback" not in r.stdout + r.stderr
-    failures = pl.read_parquet(tmp_path / "bad" / "generate" / "failures.parquet")
+    failures = pl.read_parquet(tmp_path / "bad" / "generate" / "failures-00000.parquet")
     assert failures.select("image_key", "reason", "attempts").rows() == [(BAD_KEY, "bad_response", 2)]
-    summary = json.loads((tmp_path / "bad" / "generate" / "summary.json").read_text())
-    assert summary["chats"] == 1 and summary["failures_by_reason"] == {"bad_response": 1}
+    chats = pl.read_parquet(tmp_path / "bad" / "generate" / "chats-00000.parquet")
+    assert chats["image_key"].to_list() != [BAD_KEY] and chats.height == 1
     assert r.returncode == runs["503"].returncode != 1, r.stderr
 
 
@@ -163,6 +163,6 @@ def test_key_echoed_by_the_server_is_never_stored(tmp_path: Path, cli, status: i
         # Parquet pages may be compressed: look at the decoded values as well as the raw bytes.
         decoded = pl.read_parquet(p).write_ndjson().encode() if p.suffix == ".parquet" else b""
         assert SECRET.encode() not in p.read_bytes() + decoded, p
-    failures = pl.read_parquet(tmp_path / "generate" / "failures.parquet")
+    failures = pl.read_parquet(tmp_path / "generate" / "failures-00000.parquet")
     assert failures["reason"].to_list() == [f"http_{status}"]
     assert "invalid key" in failures["detail"][0]  # the server's message is kept, minus the key

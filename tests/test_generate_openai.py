@@ -316,12 +316,14 @@ def test_cli_openai_never_leaks_the_key(tmp_path: Path, proxy_factory, cli) -> N
     assert r.returncode == 0, r.stderr
     assert f"Bearer {SECRET}" in proxy.auth_headers
     assert SECRET not in r.stdout + r.stderr
-    files = [p for p in (tmp_path / "generate").rglob("*") if p.is_file()]
-    assert {"chats.parquet", "failures.parquet", "summary.json", CACHE_FILE} <= {p.name for p in files}
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {"chats-00000.parquet", "failures-00000.parquet", "config.json", CACHE_FILE} <= {
+        p.name for p in files
+    }
     for p in files:
         assert SECRET.encode() not in p.read_bytes(), p
-    summary = json.loads((tmp_path / "generate" / "summary.json").read_text())
-    assert summary["records"] == 1 and summary["requests_sent"] >= 1
+    counts = json.loads((tmp_path / "markers" / "generate" / "00000.done.json").read_text())["counts"]
+    assert counts["input"] == 1 and counts["extra"]["requests_sent"] >= 1
     assert os.environ.get("UNIMM_API_KEY") != SECRET  # the test itself did not leak it either
 
 
@@ -339,15 +341,15 @@ def test_build_sends_again_after_an_outage(tmp_path: Path, proxy_factory) -> Non
     r = run_unimm(*args)
     assert r.returncode == 3, r.stderr
     assert "generation incomplete" in r.stderr and proxy.url in r.stderr and "http_503" in r.stderr
-    assert not list((work / "markers").glob("generate-*.done.json"))
+    assert not list((work / "markers").glob("generate/*.done.json"))
     assert not out.exists()
 
     proxy.fail_every = 0  # the server is back
     r = run_unimm(*args)
     assert r.returncode == 0, r.stderr
-    counts = json.loads((work / "markers" / "generate-00000.done.json").read_text())["counts"]
-    assert counts["requests_sent"] >= 2 and counts["transient_failures"] == 0
-    assert counts["chats"] + counts["failures"] == 2
+    counts = json.loads((work / "markers" / "generate" / "00000.done.json").read_text())["counts"]
+    assert counts["extra"]["requests_sent"] >= 2 and counts["extra"]["transient_failures"] == 0
+    assert counts["output"] + sum(counts["dropped"].values()) == counts["input"] == 2
     assert json.loads((out / "manifest.json").read_text())["total_samples"] <= 2
 
 
@@ -357,5 +359,6 @@ def test_generate_exits_non_zero_when_the_server_never_answers(tmp_path: Path, p
     r = cli("generate", "--work", tmp_path, "--llm", "openai", "--model", MODEL, "--base-url", proxy.url,
             "--retries", "0", "--no-progress")  # fmt: skip
     assert r.returncode == 3
-    assert "2 of 2 requests got no answer" in r.stderr and "http_503" in r.stderr
-    assert (tmp_path / "generate" / "failures.parquet").exists()  # the failures are still recorded
+    assert "generation incomplete: 2 request(s)" in r.stderr and "http_503" in r.stderr
+    assert (tmp_path / "generate" / "failures-00000.parquet").exists()  # the failures are still recorded
+    assert not (tmp_path / "markers" / "generate").exists()  # and the next run sends them again

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.pipeline_helpers import FIXTURES, pipeline_work, replace_merged
 from unimm.generate import GenerateConfig, generate_chats
 from unimm.generate.template import DESCRIBE_PROMPTS, SHORT_ANSWER, template_fingerprint
 from unimm.schema import Chat, MergedImage
@@ -136,36 +138,45 @@ def test_limit_keeps_first_records(tmp_path: Path) -> None:
 
 
 def write_merged(work: Path, records: list[MergedImage]) -> None:
-    """Write records as work/merged/part-00000.parquet (columns = MergedImage fields)."""
-    (work / "merged").mkdir(parents=True, exist_ok=True)
-    df = pl.DataFrame([r.model_dump(mode="json") for r in records], infer_schema_length=None)
-    df.write_parquet(work / "merged" / "part-00000.parquet")
+    """A work dir merged by the real pipeline whose partition holds exactly `records`, for
+    `unimm generate` with the config the test passes (see tests/pipeline_helpers.py)."""
+    pipeline_work(work, "merge", generate={"backend": "local"})
+    replace_merged(work, records)
 
 
-def test_cli_generate_template(tmp_path: Path, cli) -> None:
-    write_merged(tmp_path, fixture_records())
-    r = cli("generate", "--work", tmp_path, "--llm", "template", "--no-progress")
+@pytest.fixture
+def merged_work(tmp_path: Path, cli) -> Path:
+    """A work dir the pipeline has ingested and merged the official-format fixtures into."""
+    work = tmp_path / "work"
+    r = cli("build", "--data-root", FIXTURES, "--work", work, "--llm", "template", "--until", "merge")
     assert r.returncode == 0, r.stderr
-    chats = frame_to_chats(pl.read_parquet(tmp_path / "generate" / "chats.parquet"))
-    assert [c.id for c in chats] == ["coco_000000000042", "vg_2417"]
-    failures = pl.read_parquet(tmp_path / "generate" / "failures.parquet")
-    assert failures["reason"].to_list() == ["no_content"]
-    assert (tmp_path / "generate" / "summary.json").is_file()
+    return work
 
 
-def test_cli_generate_bad_input_exits_2(tmp_path: Path, cli) -> None:
-    (tmp_path / "merged").mkdir()
-    pl.DataFrame({"image_key": ["coco_1"], "sources": [["nope"]]}).write_parquet(
-        tmp_path / "merged" / "part-00000.parquet"
-    )
-    r = cli("generate", "--work", tmp_path, "--llm", "template")
+def test_cli_generate_template(merged_work: Path, cli) -> None:
+    r = cli("generate", "--work", merged_work, "--llm", "template", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    merged = pl.read_parquet(merged_work / "merged" / "part-00000.parquet")
+    chats = frame_to_chats(pl.read_parquet(merged_work / "generate" / "chats-00000.parquet"))
+    failures = pl.read_parquet(merged_work / "generate" / "failures-00000.parquet")
+    # every record is a dialogue or a recorded failure
+    assert sorted([c.id for c in chats] + failures["image_key"].to_list()) == sorted(merged["image_key"])
+    assert chats and all(c.generator.backend == "template" for c in chats)
+    marker = merged_work / "markers" / "generate" / "00000.done.json"
+    assert json.loads(marker.read_text())["counts"]["input"] == merged.height
+
+
+def test_cli_generate_bad_input_exits_2(merged_work: Path, cli) -> None:
+    part = merged_work / "merged" / "part-00000.parquet"
+    pl.DataFrame({"image_key": ["coco_1"], "sources": [["nope"]]}).write_parquet(part)
+    r = cli("generate", "--work", merged_work, "--llm", "template")
     assert r.returncode == 2
     assert "part-00000.parquet" in r.stderr and "record 0" in r.stderr and "sources" in r.stderr
-    assert not (tmp_path / "generate" / "chats.parquet").exists()
+    assert not (merged_work / "generate" / "chats-00000.parquet").exists()
 
 
 @pytest.mark.parametrize("args", [["--llm", "openai"], ["--llm", "bogus"]])
-def test_cli_generate_bad_config_exits_2(tmp_path: Path, cli, args: list[str]) -> None:
-    write_merged(tmp_path, fixture_records())
-    r = cli("generate", "--work", tmp_path, *args)
+def test_cli_generate_bad_config_exits_2(merged_work: Path, cli, args: list[str]) -> None:
+    r = cli("generate", "--work", merged_work, *args)
     assert r.returncode == 2, r.stderr
+    assert "has not run" not in r.stderr and not (merged_work / "generate").exists()

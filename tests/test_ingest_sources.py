@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from unimm.ingest import INGESTERS, check_inputs, run_ingest
+from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, Answer, ImageRef
 from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA
-from unimm.workdir import ingest_images, ingest_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "data"
 
@@ -24,13 +24,13 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(work: Path, source: str) -> list[Annotation]:
-    df = pl.read_parquet(ingest_table(work, source))
+    df = pl.read_parquet(Layout(work).ingest_table(source))
     assert df.schema == ANNOTATION_SCHEMA
     return [Annotation.model_validate(r) for r in df.iter_rows(named=True)]
 
 
 def refs(work: Path, source: str) -> list[ImageRef]:
-    df = pl.read_parquet(ingest_images(work, source))
+    df = pl.read_parquet(Layout(work).ingest_images(source))
     assert df.schema == IMAGE_REF_SCHEMA
     return [ImageRef.model_validate(r) for r in df.iter_rows(named=True)]
 
@@ -186,7 +186,7 @@ def test_results_report_counts(tmp_path: Path) -> None:
         "vg/objects.json",
         "vg/attributes.json",
     ]
-    assert Path(vg.table) == ingest_table(tmp_path, "vg") and Path(vg.table).is_file()
+    assert Path(vg.table) == Layout(tmp_path).ingest_table("vg") and Path(vg.table).is_file()
     assert results[0].annotations == {"qa": 2, "rationale": 6}
 
 
@@ -227,11 +227,15 @@ def test_vg_without_attributes_file(tmp_path: Path) -> None:
 def test_parallel_processes_give_the_same_tables(
     tmp_path: Path, ingested: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from unimm.ingest import runner
+    from unimm.pipeline.steps import ingest
 
-    monkeypatch.setattr(runner, "_PARALLEL_MIN_BYTES", 0)  # force worker processes on tiny inputs
+    monkeypatch.setattr(ingest, "PROCESS_MIN_BYTES", 0)  # force worker processes on tiny inputs
     results = run_ingest(FIXTURES, tmp_path, ["coco", "vg", "okvqa"], jobs=2)
     assert [r.source for r in results] == ["coco", "okvqa", "vg"]
     for s in ("coco", "vg", "okvqa"):
-        assert pl.read_parquet(ingest_table(tmp_path, s)).equals(pl.read_parquet(ingest_table(ingested, s)))
-        assert pl.read_parquet(ingest_images(tmp_path, s)).equals(pl.read_parquet(ingest_images(ingested, s)))
+        assert pl.read_parquet(Layout(tmp_path).ingest_table(s)).equals(
+            pl.read_parquet(Layout(ingested).ingest_table(s))
+        )
+        assert pl.read_parquet(Layout(tmp_path).ingest_images(s)).equals(
+            pl.read_parquet(Layout(ingested).ingest_images(s))
+        )

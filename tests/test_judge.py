@@ -18,11 +18,9 @@ import pytest
 from tests.conftest import run_unimm
 from tests.test_generate_openai import free_port, start_server
 from tests.test_generate_template import fixture_records
-from unimm.build import build
 from unimm.config import load_config
 from unimm.errors import ConfigError
 from unimm.filter.config import JudgeConfig
-from unimm.filter.tables import frame_to_rejects
 from unimm.generate import GenerateConfig, generate_chats
 from unimm.generate.prompts import default_prompts_dir
 from unimm.generate.serve import stop
@@ -33,8 +31,9 @@ from unimm.grounding.judge import (
     map_verdicts,
     render_dialogue,
 )
+from unimm.pipeline.runner import run_pipeline
 from unimm.schema import Chat, JudgeResponse, JudgeVerdict, MergedImage, Turn
-from unimm.tables import frame_to_chats
+from unimm.tables import frame_to_chats, frame_to_rejects
 
 ANSWER_LINE = re.compile(r"^A(\d+): ", re.M)
 
@@ -231,10 +230,10 @@ def test_build_filter_stage_runs_the_judge(tmp_path: Path, scripted) -> None:
         },
     }
     cfg = load_config(None, overrides)
-    build(cfg, work, None, until="filter", log=lambda s: None)
-    chats = [c for p in work.glob("filter/kept-*.parquet") for c in frame_to_chats(pl.read_parquet(p))]
+    run_pipeline(cfg, work, until="filter", log=lambda s: None)
+    chats = [c for p in work.glob("filter/chats-*.parquet") for c in frame_to_chats(pl.read_parquet(p))]
     chats += [
-        r.chat for p in work.glob("filter/rejects-*.parquet") for r in frame_to_rejects(pl.read_parquet(p))
+        r.chat for p in work.glob("rejects/filter/*.parquet") for r in frame_to_rejects(pl.read_parquet(p))
     ]
     assert len(chats) == 3 and srv.requests == 3
     fp = judge_fingerprint(cfg.filter.judge_llm)
@@ -243,15 +242,16 @@ def test_build_filter_stage_runs_the_judge(tmp_path: Path, scripted) -> None:
         assert [t.judge for t in chat.grounding.turns][:2] == ["supported", "unsupported"][
             : len(chat.grounding.turns)
         ]
-    marker = json.loads(next((work / "markers").glob("filter-*.done.json")).read_text())
-    assert marker["counts"]["judge_requests_sent"] == 3 and marker["counts"]["judge_failures"] == 0
+    marker = json.loads(next((work / "markers" / "filter").glob("*.done.json")).read_text())
+    extra = marker["counts"]["extra"]
+    assert extra["judge_requests_sent"] == 3 and extra["judge_failures"] == 0
     # Same config: the stage is cached. The same config with an edited judge prompt reruns it (fresh
     # requests: the prompt fingerprint is part of every request id).
-    build(cfg, work, None, until="filter", log=lambda s: None)
+    run_pipeline(cfg, work, until="filter", log=lambda s: None)
     assert srv.requests == 3
     user = prompts / "judge" / "v1" / "user.md"
     user.write_text(user.read_text() + "\nBe brief.")
-    build(cfg, work, None, until="filter", log=lambda s: None)
+    run_pipeline(cfg, work, until="filter", log=lambda s: None)
     assert srv.requests == 6
 
 

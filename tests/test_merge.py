@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import polars as pl
@@ -231,10 +232,10 @@ def test_grounding_fields_unknown_stay_null(work: Path):
 
 
 def test_ingest_table_from_an_older_unimm_is_a_clear_error(work: Path):
-    from unimm import workdir
     from unimm.errors import UnimmError
+    from unimm.pipeline.layout import Layout
 
-    path = workdir.ingest_table(work, "vg")
+    path = Layout(work).ingest_table("vg")
     pl.read_parquet(path).drop("attributes", "synsets").write_parquet(path)
     with pytest.raises(UnimmError, match=r"no column synsets, attributes.*unimm ingest --sources vg"):
         merge(work, MergeConfig())
@@ -275,10 +276,16 @@ def test_merge_before_ingest_is_a_clear_error(tmp_path: Path, cli):
     assert "run `unimm ingest` first" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_cli_prints_summary(work: Path, cli):
+def test_cli_prints_summary(tmp_path: Path, cli):
+    fixtures = Path(__file__).parent / "fixtures" / "ingest" / "data"
+    work = tmp_path / "work"
+    r = cli("ingest", "--data-root", fixtures, "--work", work, "--quiet")
+    assert r.returncode == 0, r.stderr
     r = cli("merge", "--work", work, "--min-sources", "2")
     assert r.returncode == 0, r.stderr
-    assert "1 of 3 images kept" in r.stdout and "coco+vqav2+aokvqa+vg" in r.stdout
+    summary = json.loads((work / "merged" / "summary.json").read_text())
+    assert f"{summary['images_kept']} of {summary['images_total']} images kept" in r.stdout
+    assert summary["images_kept"] < summary["images_total"] and "coco+" in r.stdout
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
+from unimm.pipeline.counts import StepCounts, rejected_by_reason
 from unimm.schema import IMAGE_PLACEHOLDER, Chat, GeneratorInfo, GroundingReport, Turn, TurnGrounding
+from unimm.shards.manifest import Manifest, ShardEntry
 
 COCO_IMAGES = (
     Path(__file__).resolve().parent.parent.parent / "shared" / "realdata" / "coco-mini" / "train2017"
@@ -28,12 +30,35 @@ DIALOGUES = [
     (54718, ["coco", "vqav2"], 4, 0.75, True),
     (63217, ["coco", "okvqa"], 2, 0.25, False),
 ]
-REJECTS = {
-    "exact_duplicate": 1,
-    "near_duplicate": 2,
-    "too_short": 3,
-    "grounding_below_threshold": 1,
-    "hallucinated_object": 2,
+# What each pipeline step did, as the runner records it in the manifest: 16 records in, 2 lost to
+# generation, 6 to the filter, 3 to dedup (8 in, dup rate 3/8), 5 shipped. `dedup_sign` is an
+# internal step without drops. Listed out of pipeline order: the report puts them back in order.
+STEPS = {
+    "shards": StepCounts(input=5, output=5),
+    "dedup_sign": StepCounts(input=8, output=8, units=2),
+    "ingest": StepCounts(input=16, output=16, units=2),
+    "merge": StepCounts(input=16, output=16),
+    "generate": StepCounts(input=16, output=14, dropped={"generation:timeout": 2}, extra={"requests": 16}),
+    "filter": StepCounts(
+        input=14,
+        output=8,
+        dropped={"grounding_below_threshold": 1, "hallucinated_object": 2, "too_short": 3},
+    ),
+    "dedup": StepCounts(
+        input=8, output=5, dropped={"exact_duplicate": 1, "near_duplicate": 2}, extra={"turn_pairs": 4}
+    ),
+    "decontaminate": StepCounts(input=5, output=5),
+}
+STEP_NAMES = ["ingest", "merge", "generate", "filter", "dedup", "dedup_sign", "decontaminate", "shards"]
+REJECTS = rejected_by_reason(STEPS)  # the manifest's flat rejects_by_reason
+# The report's rejection reasons: `step: code`, most first (ties in pipeline order).
+STAGED_REJECTS = {
+    "filter: too_short": 3,
+    "generate: generation:timeout": 2,
+    "filter: hallucinated_object": 2,
+    "dedup: near_duplicate": 2,
+    "filter: grounding_below_threshold": 1,
+    "dedup: exact_duplicate": 1,
 }
 # Grounding reports by DIALOGUES index; 2 and 4 have none, like shards built before grounding.
 # Assistant turns are the odd turn indices. Corpus: mentioned 2 + 1 = 3, hallucinated 1
@@ -115,9 +140,28 @@ def make_chat(i: int) -> Chat:
     )
 
 
+def make_manifest(entries: list[ShardEntry], steps: dict[str, StepCounts] | None = None) -> Manifest:
+    """The manifest of the test shards, built with the shard writer's own model."""
+    steps = STEPS if steps is None else steps
+    return Manifest(
+        tool_version="0.1.0",
+        prefix="unimm",
+        extensions=["jpg", "json"],
+        shards=entries,
+        total_samples=sum(e.samples for e in entries),
+        total_bytes=sum(e.bytes for e in entries),
+        prompt_fingerprints=["fp123"],
+        counts_by_source={"aokvqa": 1, "coco": 5, "okvqa": 1, "vqav2": 3},
+        rejects_by_reason=rejected_by_reason(steps),
+        steps=steps,
+        shard_config={"prefix": "unimm", "maxcount": 3},
+        build_config={"seed": 0},
+    )
+
+
 def write_shards(out: Path, manifest: bool = True) -> Path:
-    """Two shards written with webdataset.TarWriter, plus a manifest.json in the layout of
-    unimm.shards.manifest.Manifest."""
+    """Two shards written with webdataset.TarWriter, plus a manifest.json written from
+    unimm.shards.manifest.Manifest (with the per-step counts of STEPS)."""
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for s, idx in enumerate([[0, 1, 2], [3, 4]]):
@@ -131,31 +175,10 @@ def write_shards(out: Path, manifest: bool = True) -> Path:
                 w.write(sample)
         data = (out / name).read_bytes()
         entries.append(
-            {
-                "name": name,
-                "samples": len(idx),
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
+            ShardEntry(name=name, samples=len(idx), bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
         )
     if manifest:
-        m = {
-            "manifest_version": "1",
-            "tool_version": "0.1.0",
-            "prefix": "unimm",
-            "extensions": ["jpg", "json"],
-            "shards": entries,
-            "total_samples": sum(e["samples"] for e in entries),
-            "total_bytes": sum(e["bytes"] for e in entries),
-            "prompt_fingerprints": ["fp123"],
-            "counts_by_source": {"aokvqa": 1, "coco": 5, "okvqa": 1, "vqav2": 3},
-            "rejects_by_reason": REJECTS,
-            "shard_rejects": [],
-            "shard_config": {"prefix": "unimm", "maxcount": 3},
-            "build_config": {"seed": 0},
-            "extra": {},
-        }
-        (out / "manifest.json").write_text(json.dumps(m, indent=2))
+        (out / "manifest.json").write_text(make_manifest(entries).to_json())
     return out
 
 
@@ -210,15 +233,11 @@ def test_stats_json_numbers(cli, shard_dir: Path, tmp_path: Path) -> None:
     }
     m = s["manifest"]
     assert m["samples"] == 5 and m["num_shards"] == 2 and m["bytes"] == s["shard_bytes"]
-    assert m["rejection_reasons"] == {
-        "too_short": 3,
-        "near_duplicate": 2,
-        "hallucinated_object": 2,
-        "exact_duplicate": 1,
-        "grounding_below_threshold": 1,
-    }
-    # dedup removed 3 of the 8 dialogues that entered it (5 shipped + 3 duplicates)
+    assert list(m["rejection_reasons"].items()) == list(STAGED_REJECTS.items())
+    # dedup removed 3 of the 8 dialogues that entered it, as its step recorded
     assert (m["dedup_rejects"], m["dialogues_in"]) == (3, 8)
+    assert list(m["steps"]) == STEP_NAMES
+    assert m["steps"]["dedup"] == STEPS["dedup"].model_dump()
     assert s["dup_rate"] == pytest.approx(3 / 8)
     assert m["warnings"] == []
     assert [g["dialogues"] for g in s["generators"]] == [5]
@@ -242,8 +261,8 @@ def test_stats_grounding_numbers(cli, shard_dir: Path) -> None:
     assert counts["failures"] == {"hallucinated_object": 1, "count_mismatch": 1}
     assert counts["hallucinated_objects"] == {"giraffe": 1}
     assert {c["label"]: c["count"] for c in g["reject_reasons"]} == {
-        "hallucinated_object": 2,
-        "grounding_below_threshold": 1,
+        "filter: hallucinated_object": 2,
+        "filter: grounding_below_threshold": 1,
     }
 
 
@@ -269,7 +288,14 @@ def test_stats_tables_and_self_contained_html(cli, shard_dir: Path) -> None:
     assert re.search(r"dialogues\s+│\s+5\s+│\s+5", out)
     assert re.search(r"turns \(Q/A exchanges\)\s+│\s+12", out)
     assert re.search(r"dup rate\s+│\s+│\s+37\.50%", out)
-    assert "near_duplicate" in out and "coco+vqav2+aokvqa" in out and "fp123" in out
+    assert "dedup: near_duplicate" in out and "coco+vqav2+aokvqa" in out and "fp123" in out
+    # the per-step counts: step, input, output, dropped
+    assert "pipeline steps (manifest)" in out
+    assert re.search(r"generate\s+│\s+16\s+│\s+14\s+│\s+2\s", out)
+    assert re.search(r"dedup\s+│\s+8\s+│\s+5\s+│\s+3\s", out)
+    steps = out[out.index("pipeline steps (manifest)") :]
+    rows = [steps.index(f"│ {name} ") for name in STEP_NAMES]
+    assert rows == sorted(rows)  # pipeline order, not the manifest file's sorted keys
     html = shard_dir / "report.html"
     assert html.is_file()
     text = html.read_text()
@@ -284,6 +310,8 @@ def test_stats_tables_and_self_contained_html(cli, shard_dir: Path) -> None:
         assert max(im.size) <= 256
     assert text.count('class="ex"') == 3
     assert "fp123" in text and "template-v1" in text
+    assert "<h3>pipeline steps (manifest)</h3>" in text
+    assert '<tr><td>dedup</td><td class="n">8</td><td class="n">5</td><td class="n">3</td>' in text
 
 
 def test_stats_no_manifest_omits_that_part(cli, tmp_path: Path) -> None:
@@ -346,6 +374,23 @@ def test_broken_inputs_exit_2(cli, shard_dir: Path) -> None:
     (shard_dir / "unimm-000001.tar").write_bytes(b"this is not a tar file" * 50)
     r = cli("stats", shard_dir)
     assert r.returncode == 2 and "unimm-000001.tar" in r.stderr
+    assert not (shard_dir / "report.html").exists()
+
+
+def test_invalid_manifest_exits_2_naming_file_and_field(cli, shard_dir: Path) -> None:
+    """A manifest that does not validate is an error naming it and the field, not half a report."""
+    path = shard_dir / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["steps"]["dedup"]["input"] = "eight"
+    path.write_text(json.dumps(raw))
+    r = cli("stats", shard_dir, "--no-html")
+    assert r.returncode == 2
+    assert str(path) in r.stderr and "field 'steps.dedup.input'" in r.stderr
+    assert r.stdout == ""
+    del raw["steps"]["dedup"], raw["total_samples"]
+    path.write_text(json.dumps(raw))
+    r = cli("stats", shard_dir)
+    assert r.returncode == 2 and "field 'total_samples'" in r.stderr
     assert not (shard_dir / "report.html").exists()
 
 

@@ -8,16 +8,29 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_report import COCO_IMAGES, DIALOGUES, GROUNDING, REJECTS, make_chat, write_shards
+from tests.test_report import (
+    COCO_IMAGES,
+    DIALOGUES,
+    GROUNDING,
+    STAGED_REJECTS,
+    STEP_NAMES,
+    STEPS,
+    make_chat,
+    make_manifest,
+    write_shards,
+)
 from unimm.errors import InputError, UnimmError
-from unimm.report import load_corpus, load_manifest, parse_manifest, pick_samples, summarize
+from unimm.pipeline.counts import StepCounts
+from unimm.report import load_corpus, load_manifest, manifest_info, parse_manifest, pick_samples, summarize
 from unimm.report.console import print_summary
 from unimm.report.frames import DIALOGUE_SCHEMA
 from unimm.report.html import render_html, thumbnail_b64, write_html
+from unimm.report.manifest import ordered_steps
 from unimm.report.read import Reservoir
 from unimm.report.show import turn_flags
 from unimm.report.summary import float_distribution, grounding_summary, int_distribution
 from unimm.schema import IMAGE_PLACEHOLDER, GroundingReport, TurnGrounding
+from unimm.shards.manifest import ShardEntry, read_manifest
 
 
 @pytest.fixture
@@ -27,62 +40,93 @@ def shard_dir(tmp_path: Path) -> Path:
     return write_shards(tmp_path / "shards")
 
 
-def test_manifest_missing_keys_never_crash() -> None:
-    for raw in ({}, {"shards": "nonsense"}, {"shards": [{"samples": 3}], "rejects_by_reason": {"a": "x"}}):
-        info = parse_manifest(raw)
-        assert info.samples is None and info.bytes is None and info.rejection_reasons == {}
-        assert info.dup_rate is None
+def _entries() -> list[ShardEntry]:
+    return [
+        ShardEntry(name="a.tar", samples=2, bytes=10, sha256="0" * 64),
+        ShardEntry(name="b.tar", samples=3, bytes=20, sha256="1" * 64),
+    ]
 
 
-def test_manifest_staged_layout() -> None:
-    raw = {
-        "shards": [
-            {"name": "a.tar", "samples": 4, "bytes": 10},
-            {"name": "b.tar", "samples": 6, "bytes": 20},
-        ],
-        "counts": {
-            "filter": {"input": 20, "kept": 14, "rejected": 6, "too_short": 6},
-            "dedup": {
-                "input": 14,
-                "kept": 10,
-                "rejected": 4,
-                "near_duplicate": 4,
-                "turn_pairs_dropped_duplicate": 9,
-            },
-        },
-    }
-    info = parse_manifest(raw)
-    assert (info.num_shards, info.samples, info.bytes) == (2, 10, 30)
-    assert info.rejection_reasons == {"filter: too_short": 6, "dedup: near_duplicate": 4}
-    assert (info.dedup_rejects, info.dialogues_in) == (4, 14)
-    assert info.dup_rate == pytest.approx(4 / 14)
+def test_manifest_steps_give_staged_reasons_and_dedup_figures() -> None:
+    info = parse_manifest(make_manifest(_entries()).to_json(), "x/manifest.json")
+    assert (info.num_shards, info.samples, info.bytes) == (2, 5, 30)
+    assert list(info.steps) == STEP_NAMES and info.steps["filter"] == STEPS["filter"]
+    assert list(info.rejection_reasons.items()) == list(STAGED_REJECTS.items())
+    assert (info.dedup_rejects, info.dialogues_in) == (3, 8)
+    assert info.dup_rate == pytest.approx(3 / 8)
+    assert info.by_source == {"aokvqa": 1, "coco": 5, "okvqa": 1, "vqav2": 3}
+    assert info.config == {"build_config": {"seed": 0}, "shard_config": {"prefix": "unimm", "maxcount": 3}}
+    assert info.generator["prompt_fingerprints"] == ["fp123"] and info.generator["tool_version"] == "0.1.0"
+    assert info.warnings == []
+    # the decoded object reads the same as the JSON text
+    assert parse_manifest(make_manifest(_entries()).model_dump(mode="json"), "x/manifest.json") == info
 
 
-def test_manifest_flat_layout_counts_later_stage_rejects() -> None:
-    raw = {
-        "total_samples": 10,
-        "rejects_by_reason": {"near_duplicate": 2, "eval_image": 1, "too_short": 5, "image_missing": 1},
-        "shard_rejects": [{"id": "coco_1", "image_key": "coco_1", "reasons": ["image_missing:x"]}],
-    }
-    info = parse_manifest(raw)
-    # into dedup: 10 shipped + 2 duplicates + 1 decontaminated + 1 lost at the shards stage
-    assert (info.dedup_rejects, info.dialogues_in) == (2, 14)
+def test_manifest_steps_order() -> None:
+    steps = {n: StepCounts() for n in ("zeta", "shards", "dedup_sign", "dedup_join", "ingest", "dedup")}
+    assert list(ordered_steps(steps)) == ["ingest", "dedup", "dedup_join", "dedup_sign", "shards", "zeta"]
+
+
+def test_manifest_without_dedup_step_has_no_dup_rate() -> None:
+    steps = {k: v for k, v in STEPS.items() if k != "dedup"}
+    info = manifest_info(make_manifest(_entries(), steps))
+    assert info.dedup_rejects is None and info.dialogues_in is None and info.dup_rate is None
+    assert "dedup: near_duplicate" not in info.rejection_reasons and info.warnings == []
+    assert info.steps["dedup_sign"].rejected == 0
+
+
+def test_manifest_without_steps_reads_flat_reasons_and_says_so() -> None:
+    """A manifest written before per-step counts: flat reason codes, no dedup figures, a warning."""
+    m = make_manifest(_entries(), {}).model_copy(update={"rejects_by_reason": {"near_duplicate": 2, "x": 5}})
+    info = manifest_info(m, "old/manifest.json")
+    assert list(info.rejection_reasons.items()) == [("x", 5), ("near_duplicate", 2)]
+    assert info.steps == {} and info.dup_rate is None and info.dedup_rejects is None
+    assert len(info.warnings) == 1 and "old/manifest.json" in info.warnings[0] and "steps" in info.warnings[0]
+
+
+def test_manifest_flat_reasons_disagreeing_with_steps_is_a_warning() -> None:
+    m = make_manifest(_entries())
+    m = m.model_copy(update={"rejects_by_reason": {**m.rejects_by_reason, "near_duplicate": 9, "other": 1}})
+    info = manifest_info(m)
+    assert info.rejection_reasons == STAGED_REJECTS  # the steps are what the report shows
+    (w,) = info.warnings
+    assert "near_duplicate (9 vs 2)" in w and "other (1 vs 0)" in w and "too_short" not in w
 
 
 def test_manifest_file_errors(tmp_path: Path) -> None:
     assert load_manifest(tmp_path) is None
-    (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(InputError, match="manifest.json"):
+    path = tmp_path / "manifest.json"
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="manifest.json: not a valid manifest: Invalid JSON"):
         load_manifest(tmp_path)
-    (tmp_path / "manifest.json").write_text("[1, 2]")
-    with pytest.raises(InputError, match="JSON object"):
+    path.write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a valid manifest") as e:
         load_manifest(tmp_path)
+    assert e.value.file == str(path) and e.value.field is None
 
 
-def test_manifest_mismatch_is_a_warning(tmp_path: Path) -> None:
-    pytest.importorskip("unimm.shards.manifest")
-    info = parse_manifest({"total_samples": 3})
-    assert info.samples == 3 and info.warnings and "Manifest" in info.warnings[0]
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda raw: raw.pop("total_samples"), "total_samples"),
+        (lambda raw: raw["steps"]["dedup"].update(input=-1), "steps.dedup.input"),
+        (
+            lambda raw: raw["steps"]["filter"]["dropped"].update(too_short="3 dialogues"),
+            "steps.filter.dropped.too_short",
+        ),
+        (lambda raw: raw["steps"]["merge"].update(kept=16), "steps.merge.kept"),  # the old spelling
+        (lambda raw: raw.update(counts={"dedup": {"input": 8}}), "counts"),  # an unknown layout
+        (lambda raw: raw["shards"][0].pop("sha256"), "shards.0.sha256"),
+    ],
+)
+def test_manifest_that_does_not_validate_names_file_and_field(tmp_path: Path, change, field: str) -> None:
+    raw = make_manifest(_entries()).model_dump(mode="json")
+    change(raw)
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(InputError) as e:
+        load_manifest(tmp_path)
+    assert e.value.file == str(tmp_path / "manifest.json") and e.value.field == field
+    assert f"field '{field}'" in str(e.value)
 
 
 def test_int_distribution_bins() -> None:
@@ -124,9 +168,8 @@ def test_summary_and_examples_in_process(shard_dir: Path, tmp_path: Path) -> Non
     ]
     s = summarize(corpus)
     assert s.turns == sum(d[2] for d in DIALOGUES)
-    assert s.manifest is not None and s.manifest.rejection_reasons == dict(
-        sorted(REJECTS.items(), key=lambda kv: -kv[1])
-    )
+    assert s.manifest is not None and s.manifest.rejection_reasons == STAGED_REJECTS
+    assert s.dup_rate == pytest.approx(3 / 8)
     html = render_html(s, corpus.examples)
     assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 6
     out = write_html(s, corpus.examples, tmp_path / "deep" / "r.html")
@@ -165,12 +208,23 @@ def test_reads_shards_written_by_unimm_shards(tmp_path: Path, realdata: Path) ->
         image = f"coco-mini/train2017/{DIALOGUES[i][0]:012d}.jpg"
         chats.append(c.model_copy(update={"image_file": image, "turns": turns}))
     out = tmp_path / "real"
-    writer.write_shards(chats, out, None, realdata, {"rejects_by_reason": {"near_duplicate": 1}})
+    writer.write_shards(chats, out, None, realdata)
     s = summarize(load_corpus(out))
     assert s.dialogues == len(DIALOGUES) and s.with_image == len(DIALOGUES)
-    assert s.manifest is not None and s.manifest.warnings == []
+    assert s.manifest is not None and s.manifest == manifest_info(
+        read_manifest(out), str(out / "manifest.json")
+    )
     assert s.manifest.samples == len(DIALOGUES) and s.manifest.bytes == s.shard_bytes
-    assert s.manifest.dedup_rejects == 1 and s.manifest.dialogues_in == len(DIALOGUES) + 1
+    assert s.manifest.num_shards == len(list(out.glob("*.tar")))
+    # dedup's figures are the dedup step's, present only when the writer was given the steps
+    m = read_manifest(out)
+    dedup = m.steps.get("dedup")
+    assert s.manifest.dedup_rejects == (dedup.rejected if dedup else None)
+    assert s.manifest.dialogues_in == (dedup.input if dedup else None)
+    if m.steps:
+        assert s.manifest.warnings == []
+    else:  # a writer not (yet) given the steps: the report says what it leaves out
+        assert len(s.manifest.warnings) == 1 and "no per-step counts" in s.manifest.warnings[0]
     assert json.loads(s.model_dump_json())["turns"] == sum(d[2] for d in DIALOGUES)
     # question lengths do not count the placeholder the writer inserted
     assert s.question_words.min == min(

@@ -252,5 +252,3 @@ def test_rerun_replaces_a_sample_but_never_other_data(tmp_path: Path, cli) -> No
     r = cli("sample", "--out", real, "--images", "2")
     assert r.returncode == 2 and "not a unimm sample folder" in r.stderr
     assert sorted(p.name for p in real.iterdir()) == ["precious.json"]
-    r = cli("sample", "--out", tmp_path / "x", "--scale", "0.01")
-    assert r.returncode == 2 and "--no-images" in r.stderr and not (tmp_path / "x").exists()

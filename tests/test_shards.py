@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests.test_filter import make_chat
 from unimm.errors import UnimmError
+from unimm.pipeline.counts import StepCounts
 from unimm.schema import Chat, ShardSample
 from unimm.shards import (
     MANIFEST_NAME,
@@ -57,10 +58,8 @@ def test_write_read_back_with_webdataset(tmp_path, realdata, images):
         tmp_path,
         ShardConfig(prefix="t", maxcount=5),
         realdata,
-        {
-            "build_config": {"llm": {"api_key": "sk-secret", "model": "m"}},
-            "rejects_by_reason": {"refusal": 3},
-        },
+        {"build_config": {"llm": {"api_key": "sk-secret", "model": "m"}}},
+        steps={"filter": StepCounts(input=15, output=12, dropped={"refusal": 3})},
     )
     assert [s.name for s in man.shards] == ["t-000000.tar", "t-000001.tar", "t-000002.tar"]
     assert [s.samples for s in man.shards] == [5, 5, 2]
@@ -218,15 +217,15 @@ def test_verify_checks_sample_contract(tmp_path):
 
 
 def test_cli_shards_verify_export(tmp_path, realdata, images, cli):
-    from unimm.tables import chats_to_frame
-    from unimm.workdir import write_parquet_atomic
+    from tests.pipeline_helpers import pipeline_work, replace_chats
 
-    work = tmp_path / "work"
-    write_parquet_atomic(chats_to_frame(corpus(images)), work / "filter" / "kept.parquet")
+    work = pipeline_work(tmp_path / "work", "filter")
+    replace_chats(work, "decontaminate", corpus(images))
     out = tmp_path / "shards"
     r = cli("shards", "--work", work, "--out", out, "--image-root", realdata, "--maxcount", "5")
     assert r.returncode == 0, r.stderr
-    assert "12 samples in 3 shards" in r.stdout
+    assert json.loads((out / MANIFEST_NAME).read_text())["steps"]["shards"]["output"] == 12
+    assert len(list(out.glob("*.tar"))) == 3
     assert cli("verify", out).returncode == 0
     r = cli("verify", tmp_path / "nowhere")
     assert r.returncode == 2 and "manifest not found" in r.stderr

@@ -18,8 +18,7 @@ from tests.conftest import REPO, run_unimm
 from tests.test_build import _build
 from tests.test_filter import make_chat
 from unimm import workdir
-from unimm.tables import chats_to_frame
-from unimm.workdir import atomic_dir, atomic_path, sweep_leftovers, write_parquet_atomic
+from unimm.workdir import atomic_dir, atomic_path, sweep_leftovers
 
 PAIRS = [("What is shown here?", "A street scene with cars.")]
 
@@ -286,9 +285,10 @@ def test_outputs_get_ordinary_modes_under_the_umask(tmp_path: Path, umask: int) 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_cli_shards_readable_by_group_and_others_as_umask_allows(tmp_path: Path, umask: int) -> None:
-    work = tmp_path / "work"
-    chats = [make_chat(f"coco_{i:012d}", PAIRS) for i in range(3)]
-    write_parquet_atomic(chats_to_frame(chats), work / "filter" / "kept.parquet")
+    from tests.pipeline_helpers import pipeline_work, replace_chats
+
+    work = pipeline_work(tmp_path / "work", "filter")
+    replace_chats(work, "decontaminate", [make_chat(f"coco_{i:012d}", PAIRS) for i in range(3)])
     out = tmp_path / "shards"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "unimm", "shards", "--work", work, "--out", out, "--maxcount", "2"]
@@ -302,7 +302,7 @@ def test_cli_shards_readable_by_group_and_others_as_umask_allows(tmp_path: Path,
     assert r.returncode == 0, r.stderr
     files = sorted(out.iterdir())
     assert [p.name for p in files] == ["README.md", "manifest.json", "unimm-000000.tar", "unimm-000001.tar"]
-    for p in [*files, work / "shards" / "rejects.parquet"]:
+    for p in [*files, work / "rejects" / "shards" / "corpus.parquet"]:
         assert oct(_mode(p)) == oct(0o666 & ~umask), p
 
 
@@ -364,3 +364,20 @@ def test_every_work_writing_command_takes_the_lock(
         assert f"in use by pid {holder.pid}" in r.stderr
     finally:
         holder.communicate("", timeout=60)
+
+
+def test_another_hosts_temporaries_are_left_alone(tmp_path: Path) -> None:
+    """On a work dir shared by a cluster, a pid means something on its own host only: a dead
+    writer's temporary is removed when it was this host's, kept when it was another node's."""
+    from unimm.workdir import temp_owner, temp_path
+
+    folder = tmp_path / "work" / "filter"
+    host = temp_path(folder / "x").name.split(".")[-2]
+    dead_pid = 2**31 - 3  # above any pid_max: no such process here
+    here = folder / f".chats-00000.parquet.{dead_pid}.deadbeef.{host}.tmp"
+    there = folder / f".chats-00001.parquet.{dead_pid}.deadbeef.other-node.tmp"
+    assert temp_owner(here.name) == ("chats-00000.parquet", dead_pid) and temp_owner(there.name) is None
+    folder.mkdir(parents=True)
+    here.write_bytes(b"left by a killed writer on this host")
+    there.write_bytes(b"being written on other-node")
+    assert sweep_leftovers(tmp_path / "work") == [here] and there.exists()

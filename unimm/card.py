@@ -277,6 +277,11 @@ def _filters_section(manifest: Manifest) -> str:
         )
     else:
         out += "No dialogue was rejected."
+    if manifest.steps:
+        rows = [[name, c.input, c.output, c.rejected] for name, c in manifest.steps.items()]
+        out += "\n\nRecords in and out of every pipeline step:\n\n" + _table(
+            ["Step", "In", "Out", "Dropped"], rows
+        )
     for stage in ("filter", "dedup"):
         if manifest.build_config.get(stage):
             out += "\n\n" + _settings(f"{stage.capitalize()} settings", manifest.build_config[stage])

@@ -6,8 +6,9 @@ through `apply_overrides` (dotted keys), so flags and YAML cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,9 +23,23 @@ from unimm.shards import ShardConfig
 from unimm.sources import DEFAULT_DATA_ROOT, SOURCE_SPECS, parse_sources
 
 
-class IngestOptions(BaseModel):
+class ExecutorConfig(BaseModel):
+    """Where the units of work run. Never part of a fingerprint or manifest: a Ray run's output is
+    byte for byte a local run's."""
+
     model_config = ConfigDict(extra="forbid")
-    jobs: int = Field(2, ge=1, description="Sources ingested in parallel processes.")
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: a process pool on this machine; ray: tasks on a Ray cluster."
+    )
+    workers: int | None = Field(
+        None, ge=1, description="Units run at once (local); default: the machine's cores."
+    )
+    memory_gb: float = Field(
+        4.0, gt=0, description="local: units start only while their estimated peaks fit this budget."
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (`auto`, `ray://host:10001`); default: start a local one."
+    )
 
 
 class PipelineConfig(BaseModel):
@@ -39,13 +54,14 @@ class PipelineConfig(BaseModel):
     no_images: bool = Field(
         False, description="Write shards without images (JSON only); the manifest's extensions say so."
     )
-    ingest: IngestOptions = Field(default_factory=IngestOptions)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     decontaminate: DecontamConfig = Field(default_factory=DecontamConfig)
     shards: ShardConfig = Field(default_factory=ShardConfig)
+    out: Path = Field(Path("shards"), description="Folder for the WebDataset shards and manifest.json.")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @property
     def images(self) -> Path | None:
@@ -82,13 +98,22 @@ def parse_set_option(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read a pipeline YAML (or start from defaults), apply overrides, validate.
+def load_config(
+    path: Path | None, overrides: dict[str, Any] | None = None, saved: Path | None = None
+) -> PipelineConfig:
+    """Read a pipeline YAML (or, without one, the `saved` config of a work dir's last run, or
+    start from defaults), apply overrides, validate.
 
     Relative paths in a config file are taken from the working directory, as on the command line.
     """
     data: dict[str, Any] = {}
-    if path is not None:
+    if path is None and saved is not None and Path(saved).is_file():
+        try:
+            data = json.loads(Path(saved).read_text())
+        except ValueError as e:
+            raise ConfigError(f"{saved}: not valid JSON ({e}); remove it or pass --config") from None
+        path = saved
+    elif path is not None:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:

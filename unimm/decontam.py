@@ -11,22 +11,28 @@ Evaluation files are read as officially distributed; the kind is detected from t
 - `vqa`: VQAv2 / OK-VQA question files `{"questions": [{"image_id", "question", "question_id"}]}`;
 - `aokvqa`: A-OKVQA `[{"image_id", "question", ...}]`;
 - `karpathy`: `dataset_coco.json` `{"images": [{"split", "cocoid", ...}]}`; only split == "test".
+
+The JSON files are decoded by the ingesters' msgspec decoders into their Structs (only the
+question and its image are read), so an evaluation file is read exactly as a training file is.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from unimm.errors import InputError
 from unimm.filter.normalize import words
 from unimm.filter.reasons import count_reasons
-from unimm.keys import coco_key
+from unimm.ingest.aokvqa import AokvqaQuestion
+from unimm.ingest.jsonio import decode_bytes
+from unimm.ingest.vqa import ImageQuestion, QuestionsFile
+from unimm.keys import coco_id_from_file_name, coco_key
 from unimm.schema import KEY_PATTERN, Chat, Reject
 
 EvalKind = Literal["auto", "image_list", "vqa", "aokvqa", "karpathy"]
@@ -95,7 +101,25 @@ class DecontamResult(NamedTuple):
     report: DecontamReport
 
 
-_COCO_FILE = re.compile(r"(\d+)\.(?:jpg|jpeg|png)$", re.I)
+class KarpathyImage(msgspec.Struct, gc=False):
+    """One image of Karpathy's `dataset_coco.json` (its sentences are not read)."""
+
+    split: str
+    cocoid: int | None = None
+
+
+class KarpathyFile(msgspec.Struct, gc=False):
+    images: list[KarpathyImage]
+
+
+# what each JSON kind is decoded into: the ingesters' Structs, reading only question and image
+_DOCUMENTS: dict[str, Any] = {
+    "vqa": QuestionsFile[ImageQuestion],
+    "aokvqa": list[AokvqaQuestion],
+    "karpathy": KarpathyFile,
+}
+_TOP = dict[str, msgspec.Raw] | list[msgspec.Raw]  # a document's top level, contents left undecoded
+_ITEM = re.compile(r"^(?:questions|images)?\[(\d+)\]$")
 
 
 def _image_key_of(line: str, file: Path, lineno: int) -> str:
@@ -103,33 +127,39 @@ def _image_key_of(line: str, file: Path, lineno: int) -> str:
         return coco_key(int(line))
     if KEY_PATTERN.match(line):
         return line
-    m = _COCO_FILE.search(line)
-    if m:
-        return coco_key(int(m.group(1)))
+    coco_id = coco_id_from_file_name(line)
+    if coco_id is not None:
+        return coco_key(coco_id)
     raise InputError(file, f"not a COCO id, image key or COCO file name: {line!r}", record=lineno)
 
 
-def _int_id(value: object, file: Path, record: int, field: str) -> int:
+def _detect(data: bytes, path: Path) -> str:
+    """The kind of an `auto` file from its top level: not JSON (or a bare number) is an image list."""
     try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(
-            file, f"expected an integer image id, got {value!r}", record=record, field=field
-        ) from None
+        top = msgspec.json.decode(data, type=_TOP)
+    except (msgspec.DecodeError, msgspec.ValidationError):  # a number or text: one id per line
+        return "image_list"
+    if isinstance(top, list):
+        return "aokvqa"
+    if "questions" in top:
+        return "vqa"
+    if "images" in top:
+        return "karpathy"
+    raise InputError(
+        path,
+        "unrecognised evaluation file (expected an image list, VQA/OK-VQA questions, A-OKVQA or Karpathy dataset_coco.json)",
+    )
 
 
-def _questions(items: list, file: Path, id_field: str) -> EvalSet:
-    keys, qs = set(), []
-    for i, q in enumerate(items):
-        if not isinstance(q, dict):
-            raise InputError(file, "expected an object", record=i)
-        if id_field not in q:
-            raise InputError(file, "missing field", record=i, field=id_field)
-        if not isinstance(q.get("question"), str):
-            raise InputError(file, "missing or non-string field", record=i, field="question")
-        keys.add(coco_key(_int_id(q[id_field], file, i, id_field)))
-        qs.append(q["question"])
-    return EvalSet("", keys, qs)
+def _decode(data: bytes, kind: str, path: Path) -> Any:
+    """Decode with the ingesters' decoder; a record is numbered as the item of its list."""
+    try:
+        return decode_bytes(data, _DOCUMENTS[kind], str(path))
+    except InputError as e:
+        m = _ITEM.match(str(e.record)) if e.record is not None else None
+        if m is None:
+            raise
+        raise InputError(e.file, e.message, record=int(m.group(1)), field=e.field) from None
 
 
 def load_eval_file(ef: EvalFile) -> EvalSet:
@@ -137,56 +167,26 @@ def load_eval_file(ef: EvalFile) -> EvalSet:
     path = Path(ef.path)
     if not path.is_file():
         raise InputError(path, "evaluation file not found")
-    text = path.read_text(encoding="utf-8")
-    kind = ef.kind
-    data = None
-    if kind != "image_list":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            if kind != "auto":
-                raise InputError(path, f"invalid JSON: {e}") from None
-            kind = "image_list"
-    if kind == "auto" and not isinstance(data, dict | list):  # e.g. a one-line id list parses as a number
-        kind = "image_list"
-    if kind == "auto":
-        if isinstance(data, list):
-            kind = "aokvqa"
-        elif isinstance(data, dict) and "questions" in data:
-            kind = "vqa"
-        elif isinstance(data, dict) and "images" in data:
-            kind = "karpathy"
-        else:
-            raise InputError(
-                path,
-                "unrecognised evaluation file (expected an image list, VQA/OK-VQA questions, A-OKVQA or Karpathy dataset_coco.json)",
-            )
+    data = path.read_bytes()
+    kind = _detect(data, path) if ef.kind == "auto" else ef.kind
     if kind == "image_list":
         keys = set()
-        for n, raw in enumerate(text.splitlines(), 1):
+        for n, raw in enumerate(data.decode("utf-8").splitlines(), 1):
             line = raw.strip()
             if line and not line.startswith("#"):
                 keys.add(_image_key_of(line, path, n))
         return EvalSet(kind, keys, [])
-    if kind == "vqa":
-        if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-            raise InputError(path, "expected a list", field="questions")
-        return _questions(data["questions"], path, "image_id")._replace(kind=kind)
-    if kind == "aokvqa":
-        if not isinstance(data, list):
-            raise InputError(path, "expected a JSON list of questions")
-        return _questions(data, path, "image_id")._replace(kind=kind)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise InputError(path, "expected a list", field="images")
-    keys = set()
-    for i, im in enumerate(data["images"]):
-        if not isinstance(im, dict) or "split" not in im:
-            raise InputError(path, "missing field", record=i, field="split")
-        if im["split"] == "test":
-            if "cocoid" not in im:
-                raise InputError(path, "missing field", record=i, field="cocoid")
-            keys.add(coco_key(_int_id(im["cocoid"], path, i, "cocoid")))
-    return EvalSet("karpathy", keys, [])
+    doc = _decode(data, kind, path)
+    if kind == "karpathy":
+        keys = set()
+        for i, im in enumerate(doc.images):
+            if im.split == "test":
+                if im.cocoid is None:
+                    raise InputError(path, "missing field", record=i, field="cocoid")
+                keys.add(coco_key(im.cocoid))
+        return EvalSet(kind, keys, [])
+    questions = doc.questions if kind == "vqa" else doc
+    return EvalSet(kind, {coco_key(q.image_id) for q in questions}, [q.question for q in questions])
 
 
 class _QuestionIndex:

@@ -5,10 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _restore(cls: type, args: tuple, state: dict) -> Exception:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
 class UnimmError(Exception):
     """Base for every error the CLI reports as one clear line (exit status 2)."""
 
     exit_code = 2
+
+    def __reduce__(self) -> tuple:
+        # Errors cross process boundaries (worker processes, Ray tasks) whole: their constructors
+        # take other arguments than `args`, so they are rebuilt from their attributes.
+        return (_restore, (type(self), self.args, self.__dict__))
 
 
 class InputError(UnimmError):

@@ -3,16 +3,55 @@
 COCO ids are identical across the 2014 and 2017 releases, so VQAv2/OK-VQA (2014 ids), A-OKVQA
 (2017 ids) and COCO captions land on the same key. A Visual Genome image with a `coco_id` maps
 to that COCO key; the rest get `vg_<id>`.
+
+COCO's own file names are here too (`coco_file_name`, `coco_file_name_expr`, parsed back by
+`coco_id_from_file_name`): `COCO_<split>_%012d.jpg` in the 2014 splits, `%012d.jpg` in 2017.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
+
 import polars as pl
+
+COCO_ID_DIGITS = 12  # COCO ids are zero-padded to 12 digits in keys and in file names
+COCO_IMAGE_EXT = ".jpg"
+# any spelling of a COCO picture: COCO_train2014_000000033471.jpg, 000000033471.jpg, 33471.jpg
+_COCO_NAME = re.compile(r"^(?:COCO_[a-z]+20\d\d_)?0*(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 
 
 def coco_key(coco_id: int) -> str:
     """`coco_000000391895` for COCO id 391895."""
-    return f"coco_{int(coco_id):012d}"
+    return f"coco_{int(coco_id):0{COCO_ID_DIGITS}d}"
+
+
+def _coco_name_prefix(split: str) -> str:
+    # the 2014 release names its files COCO_<split>_<id>, the 2017 one <id> alone
+    return f"COCO_{split}_" if split.endswith("2014") else ""
+
+
+def coco_file_name(coco_id: int, split: str) -> str:
+    """COCO's file name of an image in `split`: `COCO_train2014_000000391895.jpg` in the 2014
+    splits, `000000391895.jpg` in the 2017 ones."""
+    return f"{_coco_name_prefix(split)}{int(coco_id):0{COCO_ID_DIGITS}d}{COCO_IMAGE_EXT}"
+
+
+def coco_file_name_expr(col: str | pl.Expr, split: str) -> pl.Expr:
+    """Polars version of coco_file_name for a column of integer ids (one split)."""
+    c = pl.col(col) if isinstance(col, str) else col
+    return (
+        pl.lit(_coco_name_prefix(split))
+        + c.cast(pl.Int64).cast(pl.Utf8).str.zfill(COCO_ID_DIGITS)
+        + pl.lit(COCO_IMAGE_EXT)
+    )
+
+
+def coco_id_from_file_name(name: str) -> int | None:
+    """The COCO id in a file name of any COCO spelling (2014 `COCO_val2014_<id>.jpg`, 2017
+    `<id:012d>.jpg`, or the bare id; .jpg/.jpeg/.png), folders ignored; None for anything else."""
+    m = _COCO_NAME.match(PurePosixPath(name.replace("\\", "/")).name)
+    return int(m.group(1)) if m else None
 
 
 def vg_key(vg_id: int, coco_id: int | None = None) -> str:
@@ -23,7 +62,7 @@ def vg_key(vg_id: int, coco_id: int | None = None) -> str:
 def coco_key_expr(col: str | pl.Expr) -> pl.Expr:
     """Polars version of coco_key for a column of integer ids."""
     c = pl.col(col) if isinstance(col, str) else col
-    return pl.lit("coco_") + c.cast(pl.Int64).cast(pl.Utf8).str.zfill(12)
+    return pl.lit("coco_") + c.cast(pl.Int64).cast(pl.Utf8).str.zfill(COCO_ID_DIGITS)
 
 
 def vg_key_expr(vg_id: str | pl.Expr, coco_id: str | pl.Expr) -> pl.Expr:

@@ -24,9 +24,10 @@ from pydantic import BaseModel, Field, ValidationError
 from unimm import workdir
 from unimm.errors import ConfigError, InputError, MissingStageOutputError, UnimmError
 from unimm.keys import partition_expr
-from unimm.schema import SOURCES, MergedImage
+from unimm.pipeline.layout import Layout
+from unimm.schema import SOURCES, ImageFile, MergedImage
 from unimm.sources import SOURCE_SPECS
-from unimm.tables import ANNOTATION_SCHEMA
+from unimm.tables import ANNOTATION_SCHEMA, MERGED_IMAGE_SCHEMA
 
 _RANK = {s: i for i, s in enumerate(SOURCES)}
 IMAGES_PER_PARTITION = 20_000
@@ -105,13 +106,13 @@ def _check_columns(path: Path, source: str) -> None:
 
 def _load(work: Path, sources: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     for s in sources:
-        for p in (workdir.ingest_table(work, s), workdir.ingest_images(work, s)):
+        for p in (Layout(work).ingest_table(s), Layout(work).ingest_images(s)):
             if not p.exists():
                 raise MissingStageOutputError(p, f"unimm ingest --sources {s}")
-        _check_columns(workdir.ingest_table(work, s), s)
+        _check_columns(Layout(work).ingest_table(s), s)
     ann = pl.concat(
         [
-            pl.scan_parquet(workdir.ingest_table(work, s)).with_columns(
+            pl.scan_parquet(Layout(work).ingest_table(s)).with_columns(
                 pl.lit(_RANK[s], pl.UInt8).alias("_rank"), _image_int()
             )
             for s in sources
@@ -120,7 +121,7 @@ def _load(work: Path, sources: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     )
     imgs = pl.concat(
         [
-            pl.scan_parquet(workdir.ingest_images(work, s)).with_columns(
+            pl.scan_parquet(Layout(work).ingest_images(s)).with_columns(
                 pl.lit(_RANK[s], pl.UInt8).alias("_rank")
             )
             for s in sources
@@ -206,7 +207,7 @@ def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str
         imgs.sort("_rank", "split", "file_name", nulls_last=True)
         .group_by("image_key", maintain_order=True)
         .agg(
-            pl.struct(["source", "split", "file_name", "width", "height"]).alias("files"),
+            pl.struct(list(ImageFile.model_fields)).alias("files"),
             pl.col("coco_id").drop_nulls().first(),
             pl.col("vg_id").drop_nulls().first(),
             pl.col("width").drop_nulls().first(),
@@ -234,19 +235,7 @@ def build_merged(work: Path, sources: list[str]) -> tuple[pl.DataFrame, dict[str
     }
     df = (
         merged.with_columns(**empty)
-        .select(
-            "image_key",
-            "coco_id",
-            "vg_id",
-            "width",
-            "height",
-            "files",
-            "sources",
-            "captions",
-            "qas",
-            "regions",
-            "objects",
-        )
+        .select(list(MERGED_IMAGE_SCHEMA))  # MergedImage's columns, in its field order
         .sort("image_key")
         .collect()
     )
@@ -297,10 +286,10 @@ def summarise(df: pl.DataFrame) -> tuple[dict[int, int], list[Combination], int]
 def merge(work: Path, cfg: MergeConfig) -> MergeSummary:
     """Run the merge stage: read ingest tables, write partitions + summary atomically."""
     work = Path(work)
-    available = [s for s in SOURCE_SPECS if workdir.ingest_table(work, s).exists()]
+    available = [s for s in SOURCE_SPECS if Layout(work).ingest_table(s).exists()]
     sources = list(cfg.sources) if cfg.sources else available
     if not sources:
-        raise MissingStageOutputError(workdir.ingest_table(work, "<source>"), "unimm ingest")
+        raise MissingStageOutputError(Layout(work).ingest_table("<source>"), "unimm ingest")
     for s in [*sources, *cfg.require]:
         if s not in SOURCE_SPECS:
             raise ConfigError(f"unknown source {s!r}; choose from {', '.join(SOURCE_SPECS)}")
@@ -357,7 +346,7 @@ def merge(work: Path, cfg: MergeConfig) -> MergeSummary:
         .to_list()
     )
     kept = kept.drop("_part")
-    with workdir.atomic_dir(workdir.merged_dir(work)) as tmp:
+    with workdir.atomic_dir(Layout(work).merged_dir) as tmp:
         for p in range(parts):
             part = kept.slice(bounds[p], bounds[p + 1] - bounds[p])
             part.write_parquet(tmp / f"part-{p:05d}.parquet", compression="zstd")
@@ -367,9 +356,9 @@ def merge(work: Path, cfg: MergeConfig) -> MergeSummary:
 
 def merged_parts(work: Path) -> list[Path]:
     """The merged partition files, in order; an error naming the folder when there are none."""
-    parts = sorted(workdir.merged_dir(work).glob("part-*.parquet"))
+    parts = sorted(Layout(work).merged_dir.glob("part-*.parquet"))
     if not parts:
-        raise MissingStageOutputError(workdir.merged_dir(work) / "part-*.parquet", "unimm merge")
+        raise MissingStageOutputError(Layout(work).merged_dir / "part-*.parquet", "unimm merge")
     return parts
 
 
@@ -425,4 +414,4 @@ def image_files(parts: list[Path], keys: set[str]) -> dict[str, list[str]]:
 
 
 def read_summary(work: Path) -> MergeSummary:
-    return MergeSummary.model_validate(json.loads((workdir.merged_dir(work) / "summary.json").read_text()))
+    return MergeSummary.model_validate(json.loads((Layout(work).merged_dir / "summary.json").read_text()))

@@ -12,9 +12,12 @@ fixed, null-free shard form `ShardSample` as `<key>.json`.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from unimm.placeholder import IMAGE_PLACEHOLDER as IMAGE_PLACEHOLDER  # re-export; the rule: unimm.placeholder
 
 SCHEMA_VERSION = "1"
 
@@ -26,7 +29,19 @@ Confidence = Literal["yes", "maybe", "no"]
 
 # WebDataset splits a tar member name at the first dot: keys must not contain one.
 KEY_PATTERN = re.compile(r"^[a-z]+_[0-9A-Za-z_-]+$")
-IMAGE_PLACEHOLDER = "<image>"
+
+
+@dataclass(frozen=True)
+class ColumnDtype:
+    """`Annotated` metadata: the polars dtype (by name) of the field's Parquet column, where it is
+    narrower than the Python type implies (int -> Int64, float -> Float64). unimm.tables derives
+    every table schema from these models; validation and the JSON Schemas ignore it."""
+
+    name: str
+
+
+Int32 = Annotated[int, ColumnDtype("Int32")]
+Float32 = Annotated[float, ColumnDtype("Float32")]
 
 
 class Record(BaseModel):
@@ -61,10 +76,10 @@ class Annotation(Record):
     answer: str | None = Field(None, description="Canonical answer of a qa (consensus / correct choice).")
     answers: list[Answer] = Field(default_factory=list)
     choices: list[str] = Field(default_factory=list, description="Multiple-choice options (A-OKVQA).")
-    correct_choice: int | None = Field(None, description="Index into choices.")
+    correct_choice: Int32 | None = Field(None, description="Index into choices.")
     question_type: str | None = None
     answer_type: str | None = None
-    bbox: list[float] | None = Field(
+    bbox: list[Float32] | None = Field(
         None, description="[x, y, w, h] normalised to [0, 1] by the annotated image's own width/height."
     )
     iscrowd: bool | None = Field(
@@ -97,8 +112,8 @@ class ImageRef(Record):
     file_name: str | None = Field(
         None, description="Path relative to the data root, e.g. coco/train2017/000000391895.jpg."
     )
-    width: int | None = None
-    height: int | None = None
+    width: Int32 | None = None
+    height: Int32 | None = None
     coco_id: int | None = None
     vg_id: int | None = None
 
@@ -126,7 +141,7 @@ class MergedQA(Provenance):
     answer: str | None = None
     answers: list[Answer] = Field(default_factory=list)
     choices: list[str] = Field(default_factory=list)
-    correct_choice: int | None = None
+    correct_choice: Int32 | None = None
     question_type: str | None = None
     answer_type: str | None = None
     rationales: list[str] = Field(default_factory=list)
@@ -135,7 +150,7 @@ class MergedQA(Provenance):
 
 class MergedRegion(Provenance):
     text: str
-    bbox: list[float] | None = None
+    bbox: list[Float32] | None = None
 
 
 class MergedObject(Provenance):
@@ -143,7 +158,7 @@ class MergedObject(Provenance):
     name, synsets, attributes)."""
 
     name: str
-    bbox: list[float] | None = None
+    bbox: list[Float32] | None = None
     iscrowd: bool | None = None
     names: list[str] = Field(default_factory=list)
     synsets: list[str] = Field(default_factory=list)
@@ -154,8 +169,8 @@ class ImageFile(Record):
     source: Source
     split: str
     file_name: str | None = None
-    width: int | None = None
-    height: int | None = None
+    width: Int32 | None = None
+    height: Int32 | None = None
 
 
 class MergedImage(Record):
@@ -164,8 +179,8 @@ class MergedImage(Record):
     image_key: str
     coco_id: int | None = None
     vg_id: int | None = None
-    width: int | None = Field(None, description="Width of the preferred file (COCO first, then VG).")
-    height: int | None = None
+    width: Int32 | None = Field(None, description="Width of the preferred file (COCO first, then VG).")
+    height: Int32 | None = None
     files: list[ImageFile] = Field(default_factory=list)
     sources: list[Source] = Field(
         description="Distinct sources that annotate this image, in canonical source order."

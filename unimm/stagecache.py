@@ -1,6 +1,6 @@
 """Stage caching: every stage output is keyed by the fingerprint of its inputs and config.
 
-A stage writes its outputs atomically, then a small `<name>.done.json` marker holding its
+A unit of a step writes its outputs atomically, then a small `<unit>.done.json` marker holding its
 fingerprint. A rerun whose fingerprint matches the marker (and whose outputs still exist) does no
 work; a changed config or input changes the fingerprint and only the stages downstream of it run
 again. A run killed at any point leaves either a complete output + marker or no marker at all.
@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from unimm import __version__
+from unimm.pipeline.counts import StepCounts
 from unimm.redact import is_secret_key
 from unimm.workdir import atomic_path
 
@@ -72,17 +73,12 @@ class StageMarker(BaseModel):
     fingerprint: str
     version: str = __version__
     outputs: list[str]
-    counts: dict[str, int] = {}
+    counts: StepCounts
     seconds: float = 0.0
 
 
-def marker_path(folder: Path, name: str) -> Path:
-    return Path(folder) / f"{name}.done.json"
-
-
-def is_done(folder: Path, name: str, fp: str) -> StageMarker | None:
-    """The marker if this stage already ran with fingerprint `fp` and its outputs exist."""
-    p = marker_path(folder, name)
+def is_done(p: Path, fp: str) -> StageMarker | None:
+    """The marker at `p` if its unit already ran with fingerprint `fp` and its outputs exist."""
     if not p.exists():
         return None
     try:
@@ -94,6 +90,7 @@ def is_done(folder: Path, name: str, fp: str) -> StageMarker | None:
     return m
 
 
-def mark_done(folder: Path, marker: StageMarker) -> None:
-    with atomic_path(marker_path(folder, marker.stage)) as tmp:
+def mark_done(p: Path, marker: StageMarker) -> None:
+    """Write the marker at `p` (after the unit's outputs: a marker means they are complete)."""
+    with atomic_path(p) as tmp:
         tmp.write_text(marker.model_dump_json(indent=2) + "\n")

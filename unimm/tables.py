@@ -1,62 +1,78 @@
-"""Polars schemas of the Parquet tables that mirror the pydantic models in unimm.schema.
+"""Polars schemas of the Parquet tables, derived from the pydantic models in unimm.schema.
 
-Ingesters build columns straight into these dtypes (no per-row pydantic objects at full scale);
-tests validate sample rows back through the pydantic models, so the two cannot drift apart.
+Each table schema is `table_schema(Model)`: one column per field, in field order, its dtype from
+the field's annotation (`polars_dtype`); where a column is narrower than the Python type implies
+(Int32 sizes, Float32 boxes) the model says so (`schema.Int32`, `schema.Float32`), so no table
+restates a model. Ingesters build columns straight into these dtypes (no per-row pydantic objects
+at full scale); tests validate sample rows back through the pydantic models.
 """
 
 from __future__ import annotations
 
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import polars as pl
 from pydantic import BaseModel
 
-from unimm.schema import GroundingReport
-
-ANSWER_DTYPE = pl.Struct({"text": pl.Utf8, "raw": pl.Utf8, "confidence": pl.Utf8})
-
-ANNOTATION_SCHEMA = pl.Schema(
-    {
-        "image_key": pl.Utf8,
-        "source": pl.Utf8,
-        "split": pl.Utf8,
-        "kind": pl.Utf8,
-        "source_id": pl.Utf8,
-        "parent_id": pl.Utf8,
-        "text": pl.Utf8,
-        "answer": pl.Utf8,
-        "answers": pl.List(ANSWER_DTYPE),
-        "choices": pl.List(pl.Utf8),
-        "correct_choice": pl.Int32,
-        "question_type": pl.Utf8,
-        "answer_type": pl.Utf8,
-        "bbox": pl.List(pl.Float32),
-        "iscrowd": pl.Boolean,
-        "names": pl.List(pl.Utf8),
-        "synsets": pl.List(pl.Utf8),
-        "attributes": pl.List(pl.Utf8),
-        "difficult": pl.Boolean,
-    }
-)
-
-IMAGE_REF_SCHEMA = pl.Schema(
-    {
-        "image_key": pl.Utf8,
-        "source": pl.Utf8,
-        "split": pl.Utf8,
-        "source_image_id": pl.Utf8,
-        "file_name": pl.Utf8,
-        "width": pl.Int32,
-        "height": pl.Int32,
-        "coco_id": pl.Int64,
-        "vg_id": pl.Int64,
-    }
+from unimm.schema import (
+    Annotation,
+    Answer,
+    Chat,
+    ColumnDtype,
+    GenerationFailure,
+    ImageRef,
+    MergedImage,
+    Reject,
 )
 
 
-# List columns whose absence means "no value" (null), not "no items" ([]).
-NULLABLE_LISTS = frozenset({"bbox"})
+def polars_dtype(annotation: Any) -> pl.DataType:
+    """The polars dtype of a pydantic field annotation: str, int, float, bool, Literal, Optional,
+    list, a nested model (a struct), or `Annotated[..., ColumnDtype(name)]` (that dtype)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        marks = [m for m in annotation.__metadata__ if isinstance(m, ColumnDtype)]
+        return getattr(pl, marks[-1].name)() if marks else polars_dtype(args[0])
+    if origin in (Union, UnionType):
+        (inner,) = [a for a in args if a is not NoneType]
+        return polars_dtype(inner)
+    if origin is Literal:
+        return pl.Utf8()
+    if origin is list:
+        return pl.List(polars_dtype(args[0]))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pl.Struct(table_schema(annotation))
+    scalar = {str: pl.Utf8(), int: pl.Int64(), float: pl.Float64(), bool: pl.Boolean()}
+    if annotation in scalar:
+        return scalar[annotation]
+    raise TypeError(f"no polars dtype for {annotation!r}")
+
+
+def table_schema(model: type[BaseModel]) -> pl.Schema:
+    """One column per field of `model`, in field order (nested models become structs)."""
+    return pl.Schema({name: polars_dtype(f.annotation) for name, f in model.model_fields.items()})
+
+
+def _optional(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, UnionType) and NoneType in get_args(annotation)
+
+
+ANSWER_DTYPE = polars_dtype(Answer)
+ANNOTATION_SCHEMA = table_schema(Annotation)  # work/ingest/<source>.parquet
+IMAGE_REF_SCHEMA = table_schema(ImageRef)  # work/ingest/<source>.images.parquet
+MERGED_IMAGE_SCHEMA = table_schema(MergedImage)  # work/merged/part-*.parquet
+CHAT_SCHEMA = table_schema(Chat)  # chats: generation output, filter input
+REJECT_SCHEMA = table_schema(Reject)  # rejects/<step>/<unit>.parquet
+FAILURE_SCHEMA = table_schema(GenerationFailure)  # failures.parquet of generate
+
+# List columns whose absence means "no value" (null), not "no items" ([]): the optional lists.
+NULLABLE_LISTS = frozenset(
+    name
+    for model in (Annotation, ImageRef)
+    for name, f in model.model_fields.items()
+    if _optional(f.annotation) and isinstance(polars_dtype(f.annotation), pl.List)
+)
 
 
 def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
@@ -72,55 +88,26 @@ def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     return df.select(exprs)
 
 
-def polars_dtype(annotation: Any) -> pl.DataType:
-    """The polars dtype of a pydantic field annotation (str, int, float, bool, Literal, Optional,
-    list, nested model), so nested tables are derived from unimm.schema instead of restated."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin in (Union, UnionType):
-        (inner,) = [a for a in args if a is not type(None)]
-        return polars_dtype(inner)
-    if origin is Literal:
-        return pl.Utf8()
-    if origin is list:
-        return pl.List(polars_dtype(args[0]))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return pl.Struct({n: polars_dtype(f.annotation) for n, f in annotation.model_fields.items()})
-    scalar = {str: pl.Utf8(), int: pl.Int64(), float: pl.Float64(), bool: pl.Boolean()}
-    if annotation in scalar:
-        return scalar[annotation]
-    raise TypeError(f"no polars dtype for {annotation!r}")
-
-
-# Chat rows (generation output, filter input): nested columns mirror unimm.schema.Chat exactly.
-CHAT_SCHEMA = pl.Schema(
-    {
-        "id": pl.Utf8,
-        "image_key": pl.Utf8,
-        "image_file": pl.Utf8,
-        "turns": pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8})),
-        "sources": pl.List(pl.Utf8),
-        "generator": pl.Struct(
-            {
-                "backend": pl.Utf8,
-                "model": pl.Utf8,
-                "prompt_version": pl.Utf8,
-                "prompt_fingerprint": pl.Utf8,
-                "request_id": pl.Utf8,
-            }
-        ),
-        "grounding_score": pl.Float64,
-        "grounding": polars_dtype(GroundingReport),
-    }
-)
-
-
-def chats_to_frame(chats: list) -> pl.DataFrame:
-    """unimm.schema.Chat objects -> a DataFrame with CHAT_SCHEMA (empty list gives an empty frame)."""
+def chats_to_frame(chats: list[Chat]) -> pl.DataFrame:
+    """unimm.schema.Chat objects -> a CHAT_SCHEMA frame (empty list gives an empty frame)."""
     return pl.DataFrame([c.model_dump() for c in chats], schema=CHAT_SCHEMA)
 
 
-def frame_to_chats(df: pl.DataFrame) -> list:
-    """A CHAT_SCHEMA DataFrame -> validated unimm.schema.Chat objects."""
-    from unimm.schema import Chat
-
+def frame_to_chats(df: pl.DataFrame) -> list[Chat]:
+    """A CHAT_SCHEMA frame -> validated unimm.schema.Chat objects."""
     return [Chat.model_validate(row) for row in df.select(list(CHAT_SCHEMA)).iter_rows(named=True)]
+
+
+def rejects_to_frame(rejects: list[Reject]) -> pl.DataFrame:
+    """unimm.schema.Reject objects -> a REJECT_SCHEMA frame (empty list gives an empty frame)."""
+    return pl.DataFrame([r.model_dump() for r in rejects], schema=REJECT_SCHEMA)
+
+
+def frame_to_rejects(df: pl.DataFrame) -> list[Reject]:
+    """A REJECT_SCHEMA frame -> validated unimm.schema.Reject objects."""
+    return [Reject.model_validate(row) for row in df.select(list(REJECT_SCHEMA)).iter_rows(named=True)]
+
+
+def failures_to_frame(failures: list[GenerationFailure]) -> pl.DataFrame:
+    """unimm.schema.GenerationFailure objects -> a FAILURE_SCHEMA frame (empty list: empty frame)."""
+    return pl.DataFrame([f.model_dump() for f in failures], schema=FAILURE_SCHEMA)

@@ -1,10 +1,10 @@
-"""Where each stage keeps its outputs under `--work DIR`, atomic writes, and the work-dir lock.
+"""Atomic writes and the work-dir lock (the paths themselves: unimm.pipeline.layout).
 
-Layout: ingest/<source>.parquet + ingest/<source>.images.parquet, merged/part-*.parquet +
-merged/summary.json, then later stages' folders. A file becomes visible only when complete.
+A file or folder becomes visible only when complete.
 
-Temporaries are named `.{final name}.{writer pid}.{8 hex}.tmp` beside their final path, so a
-later run can tell a killed writer's leftovers (owner gone) from a live writer's and remove them.
+Temporaries are named `.{final name}.{writer pid}.{8 hex}.{host}.tmp` beside their final path, so
+a later run on the same host can tell a killed writer's leftovers (owner gone) from a live
+writer's and remove them.
 They are created with the ordinary 0666/0777 modes, so the umask applies exactly as it would to a
 plain file or folder, and the rename keeps those modes.
 """
@@ -35,36 +35,28 @@ from unimm.errors import WorkDirBusyError
 DEFAULT_WORK = Path("work")
 LOCK_NAME = ".lock"
 
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp$")
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.(?P<host>[A-Za-z0-9-]+)\.tmp$")
+# A pid means something on its own host only: on a shared work dir (a Ray cluster) another node's
+# temporaries are never judged by this node's process table.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-
-
-def ingest_table(work: Path, source: str) -> Path:
-    return Path(work) / "ingest" / f"{source}.parquet"
-
-
-def ingest_images(work: Path, source: str) -> Path:
-    return Path(work) / "ingest" / f"{source}.images.parquet"
-
-
-def merged_dir(work: Path) -> Path:
-    return Path(work) / "merged"
 
 
 # -- leftovers of killed writers ------------------------------------------------------------------
 
 
 def temp_path(final: Path) -> Path:
-    """A fresh temporary name beside `final` that records this process as its owner."""
+    """A fresh temporary name beside `final` that records this process (pid and host) as its owner."""
     final = Path(final)
-    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.{_HOST}.tmp")
 
 
 def temp_owner(name: str) -> tuple[str, int] | None:
-    """(final name, owner pid) of a temporary named by temp_path, else None."""
+    """(final name, owner pid) of a temporary named by temp_path on this host, else None (not a
+    temporary, or another host's, whose liveness this host cannot tell)."""
     m = _TEMP_NAME.match(name)
-    return (m["name"], int(m["pid"])) if m else None
+    return (m["name"], int(m["pid"])) if m and m["host"] == _HOST else None
 
 
 def pid_alive(pid: int) -> bool:
@@ -141,9 +133,9 @@ def sweep_leftovers(work: Path) -> list[Path]:
             continue
         for e in entries:
             path = folder / e.name
-            owner = temp_owner(e.name)
-            if owner is not None:
-                if not pid_alive(owner[1]):
+            if _TEMP_NAME.match(e.name):
+                owner = temp_owner(e.name)
+                if owner is not None and not pid_alive(owner[1]):
                     _remove(path)
                     removed.append(path)
                 continue  # never descend into a temporary: it is its writer's business

@@ -26,15 +26,13 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unimm.errors import InputError
-from unimm.keys import coco_key, vg_key
-from unimm.schema import IMAGE_PLACEHOLDER, KEY_PATTERN, Turn
+from unimm.keys import coco_id_from_file_name, coco_key, vg_key
+from unimm.placeholder import remove_placeholders
+from unimm.schema import KEY_PATTERN, Turn
 
 AuditFormat = Literal["llava", "unimm-chat", "shards"]
 FORMATS: tuple[str, ...] = get_args(AuditFormat)
 ROLES = {"human": "user", "gpt": "assistant"}
-
-# COCO_train2014_000000033471.jpg, 000000033471.jpg, coco/train2017/000000033471.jpg, 33471.jpg
-_COCO_NAME = re.compile(r"^(?:COCO_[a-z]+20\d\d_)?0*(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 
 
 class AuditDialogue(BaseModel):
@@ -84,13 +82,8 @@ def image_key_from_name(name: str | None) -> str | None:
         return stem
     if len(parts) > 1 and parts[-2].startswith("VG_100K") and stem.isdigit():
         return vg_key(int(stem))
-    m = _COCO_NAME.match(base)
-    return coco_key(int(m.group(1))) if m else None
-
-
-def strip_image_token(text: str) -> str:
-    """A turn without the `<image>` placeholder (LLaVA puts it first or last, with a newline)."""
-    return text.replace(IMAGE_PLACEHOLDER, "").strip()
+    coco_id = coco_id_from_file_name(base)
+    return coco_key(coco_id) if coco_id is not None else None
 
 
 def to_turns(messages: list[_Message], file: Path, record: int | str, field: str) -> list[Turn]:
@@ -105,7 +98,7 @@ def to_turns(messages: list[_Message], file: Path, record: int | str, field: str
                 record=record,
                 field=f"{field}[{j}].from",
             )
-        turns.append(Turn(role=role, content=strip_image_token(m.value)))  # type: ignore[arg-type]
+        turns.append(Turn(role=role, content=remove_placeholders(m.value)))  # type: ignore[arg-type]
     return turns
 
 
@@ -296,7 +289,7 @@ def read_shards(path: Path) -> list[AuditDialogue]:
             id=s.chat.id,
             image_key=s.chat.image_key,
             image_file=s.chat.image_file,
-            turns=[t.model_copy(update={"content": strip_image_token(t.content)}) for t in s.chat.turns],
+            turns=[t.model_copy(update={"content": remove_placeholders(t.content)}) for t in s.chat.turns],
             format="shards",
         )
         for s in iter_samples(find_shards(path))

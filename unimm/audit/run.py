@@ -18,8 +18,8 @@ from unimm.errors import ConfigError, InputError
 from unimm.filter.config import FilterConfig
 from unimm.filter.reasons import reason_code
 from unimm.grounding import GroundingOutcome, ground_turns, image_evidence
-from unimm.ingest import present_sources, run_ingest
-from unimm.merge import MergeConfig, load_merged, merge, merged_parts
+from unimm.ingest import present_sources
+from unimm.merge import load_merged, merged_parts
 from unimm.schema import GroundingReport, JudgeVerdict, MergedImage
 from unimm.sources import parse_sources
 from unimm.tables import polars_dtype
@@ -139,9 +139,14 @@ def evidence_sources(data_root: Path, sources: list[str] | None) -> list[str]:
 def build_evidence(
     data_root: Path, work: Path, sources: list[str], keys: set[str], jobs: int = 1
 ) -> dict[str, MergedImage]:
-    """Ingest + merge `sources` of the data root into `work`; the merged records of `keys`."""
-    run_ingest(data_root, work, sources, jobs=jobs)
-    merge(work, MergeConfig(sources=sources))
+    """Ingest + merge `sources` of the data root into `work` (the pipeline's own steps, cached
+    like a build's); the merged records of `keys`."""
+    from unimm.config import PipelineConfig
+    from unimm.pipeline.runner import run_pipeline
+
+    cfg = PipelineConfig(sources=sources, data_root=Path(data_root))
+    cfg.executor.workers = jobs
+    run_pipeline(cfg, work, until="merge", log=lambda _: None)
     return load_merged(merged_parts(work), keys)
 
 

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             "whose folder exists under the data root.",
         ),
         config: Path | None = typer.Option(
-            None, help="YAML whose `filter:` section sets the grounding thresholds."
+            None, help="Pipeline YAML (see pipelines/) whose `filter:` section sets the grounding thresholds."
         ),
         min_grounding: float | None = typer.Option(None, help="Override filter.min_grounding."),
         max_unannotated: float = typer.Option(
@@ -59,10 +59,10 @@ def register(app: typer.Typer) -> None:
         # imported here: polars, webdataset and matplotlib would slow every other command
         from unimm.audit import AuditOptions, run_audit
         from unimm.audit.report import print_summary
-        from unimm.commands.filter import load_stage_config
+        from unimm.config import load_config
         from unimm.workdir import exclusive_work
 
-        cfg = load_stage_config(config).filter
+        cfg = load_config(config).filter
         if min_grounding is not None:
             cfg.min_grounding = min_grounding
         opts = AuditOptions(

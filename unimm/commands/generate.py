@@ -8,41 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from unimm.errors import ConfigError, IncompleteError, UnimmError
-from unimm.generate import GenerateConfig, GenerateSummary, generate_chats
-from unimm.generate.dispatch import is_transient
-from unimm.generate.estimate import estimate
-from unimm.generate.io import generate_dir, read_merged, write_outputs
-from unimm.workdir import DEFAULT_WORK, exclusive_work
+from unimm.commands.runstage import CONFIG, EXECUTOR, PROGRESS, RAY_ADDRESS, SET, WORK, WORKERS, run_stage
+from unimm.errors import ConfigError
 
 
-def summary_table(s: GenerateSummary) -> Table:
-    """The run summary as a two-column table."""
-    t = Table(title="generate", show_header=False)
-    rows = [
-        ("backend / model", f"{s.backend} / {s.model}"),
-        ("prompt", f"{s.prompt_version} ({s.prompt_fingerprint[:12]})"),
-        ("records", s.records),
-        ("chats", s.chats),
-        ("failures", s.failures),
-        ("requests sent", s.requests_sent),
-        ("cache hits", s.cache_hits),
-        ("retries", s.retries),
-        ("prompt tokens", s.prompt_tokens),
-        ("completion tokens", s.completion_tokens),
-        ("completion tokens/s", s.completion_tokens_per_s),
-        ("wall s", s.wall_s),
-    ]
-    rows += [(f"failures: {k}", v) for k, v in s.failures_by_reason.items()]
-    rows += [(f"cut from prompts: {k}", v) for k, v in s.budget_cuts.items()]
-    rows += [(f"format @ {u}", f or "-") for u, f in s.response_formats.items()]
-    for k, v in rows:
-        t.add_row(k, str(v))
-    return t
-
-
-def _config(**kw: object) -> GenerateConfig:
+def _config(**kw: object):  # noqa: ANN202 (GenerateConfig)
     from pydantic import ValidationError
+
+    from unimm.generate import GenerateConfig
 
     try:
         return GenerateConfig(**{k: v for k, v in kw.items() if v is not None})
@@ -51,28 +24,14 @@ def _config(**kw: object) -> GenerateConfig:
         raise ConfigError(f"option {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
 
 
-def _exit_status(s: GenerateSummary) -> None:
-    """Exit non-zero when the run is not a result: requests the server never answered (3: rerun to
-    send them) or no dialogue at all (2)."""
-    transient = {k: v for k, v in s.failures_by_reason.items() if is_transient(k)}
-    if transient:
-        raise IncompleteError(
-            f"{sum(transient.values())} of {s.records} requests got no answer from the server "
-            f"({', '.join(f'{k} x{v}' for k, v in transient.items())}); the answers received are cached: "
-            "run the same command again to send only the missing requests"
-        )
-    if s.records and not s.chats:
-        raise UnimmError(
-            f"every one of the {s.records} requests failed "
-            f"({', '.join(f'{k} x{v}' for k, v in s.failures_by_reason.items())}); see failures.parquet"
-        )
-
-
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate(
-        work: Path = typer.Option(DEFAULT_WORK, help="Work folder (reads merged/, writes generate/)."),
-        llm: str = typer.Option("local", help="Backend: template | local | openai."),
+        config: Path = CONFIG,
+        work: Path = WORK,
+        llm: str = typer.Option(
+            None, help="Backend: template | local | openai (default: the config's, local)."
+        ),
         model: str = typer.Option(None, help="Model name (openai: as the server serves it)."),
         model_path: Path = typer.Option(None, help="GGUF for --llm local (default: embedded SmolLM2-135M)."),
         base_url: list[str] = typer.Option(
@@ -81,53 +40,79 @@ def register(app: typer.Typer) -> None:
         api_key_env: str = typer.Option(
             None, help="Env var with the API key (default UNIMM_API_KEY, then OPENAI_API_KEY)."
         ),
-        concurrency: int = typer.Option(64, help="Requests in flight (openai)."),
-        max_tokens: int = typer.Option(1024, help="Most completion tokens per dialogue."),
-        temperature: float = typer.Option(0.7),
-        top_p: float = typer.Option(0.95),
-        seed: int = typer.Option(0),
-        retries: int = typer.Option(5, help="Retries of 429/5xx/timeouts/connection errors."),
-        invalid_retries: int = typer.Option(2, help="Retries of output that is not a valid dialogue."),
+        concurrency: int = typer.Option(None, help="Requests in flight (openai; default 64)."),
+        max_tokens: int = typer.Option(None, help="Most completion tokens per dialogue (default 1024)."),
+        temperature: float = typer.Option(None, help="Default 0.7."),
+        top_p: float = typer.Option(None, help="Default 0.95."),
+        seed: int = typer.Option(None, help="Default 0."),
+        retries: int = typer.Option(None, help="Retries of 429/5xx/timeouts/connection errors (default 5)."),
+        invalid_retries: int = typer.Option(
+            None, help="Retries of output that is not a valid dialogue (default 2)."
+        ),
         timeout_s: float = typer.Option(
             None, help="Read timeout of one attempt (default: 30 s + 0.05 s per max token)."
         ),
-        connect_timeout_s: float = typer.Option(10.0, help="Seconds to open a connection to a server."),
+        connect_timeout_s: float = typer.Option(
+            None, help="Seconds to open a connection to a server (default 10)."
+        ),
         request_deadline_s: float = typer.Option(
             None, help="Most seconds one request may take, retries included (default: derived)."
         ),
-        response_format: str = typer.Option("auto", help="auto | json_schema | json_object | none."),
-        prompt_set: str = typer.Option("unimm_chat"),
-        prompt_version: str = typer.Option("v1"),
+        response_format: str = typer.Option(None, help="auto | json_schema | json_object | none."),
+        prompt_set: str = typer.Option(None, help="Default unimm_chat."),
+        prompt_version: str = typer.Option(None, help="Default v1."),
         prompts_dir: Path = typer.Option(None, help="Root of prompt sets (default: the repo's prompts/)."),
-        token_budget: int = typer.Option(1536, help="Most estimated tokens of one rendered record."),
-        n_ctx: int = typer.Option(4096, help="Context of the in-process model (local)."),
+        token_budget: int = typer.Option(
+            None, help="Most estimated tokens of one rendered record (default 1536)."
+        ),
+        n_ctx: int = typer.Option(None, help="Context of the in-process model (local; default 4096)."),
         limit: int = typer.Option(None, help="Only the first N records (quick partial run)."),
-        retry_failures: bool = typer.Option(False, help="Re-send requests whose cached result is a failure."),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
+        retry_failures: bool = typer.Option(
+            None, "--retry-failures", help="Re-send requests whose cached result is a failure."
+        ),
+        set_: list[str] = SET,
+        executor: str = EXECUTOR,
+        workers: int = WORKERS,
+        ray_address: str = RAY_ADDRESS,
+        progress: bool = PROGRESS,
     ) -> None:
-        """Rewrite each merged record into one multi-turn dialogue (chats.parquet, failures.parquet, summary.json)."""
-        cfg = _config(
-            backend=llm, model=model, model_path=model_path, base_urls=base_url or [], api_key_env=api_key_env,
-            concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-            retries=retries, invalid_retries=invalid_retries, timeout_s=timeout_s, response_format=response_format,
-            connect_timeout_s=connect_timeout_s, request_deadline_s=request_deadline_s,
-            prompt_set=prompt_set, prompt_version=prompt_version, prompts_dir=prompts_dir, token_budget=token_budget,
-            n_ctx=n_ctx, limit=limit, retry_failures=retry_failures,
-        )  # fmt: skip
-        with exclusive_work(work):
-            records = read_merged(work, cfg.limit)
-            out = generate_dir(work)
-            result = generate_chats(records, cfg, out / "cache", progress=progress)
-            paths = write_outputs(result, out)
-        console = Console(highlight=False)
-        console.print(summary_table(result.summary))
-        for p in paths.values():
-            console.print(str(p))
-        _exit_status(result.summary)
+        """Rewrite each merged record into one multi-turn dialogue, partition by partition
+        (WORK/generate/chats-*.parquet, failures-*.parquet). Exit 3 when the server left requests
+        unanswered (run again to send only those), 2 when every request failed."""
+        flags = {
+            "backend": llm, "model": model, "model_path": str(model_path) if model_path else None,
+            "base_urls": list(base_url) if base_url else None, "api_key_env": api_key_env,
+            "concurrency": concurrency, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+            "seed": seed, "retries": retries, "invalid_retries": invalid_retries, "timeout_s": timeout_s,
+            "connect_timeout_s": connect_timeout_s, "request_deadline_s": request_deadline_s,
+            "response_format": response_format, "prompt_set": prompt_set, "prompt_version": prompt_version,
+            "prompts_dir": str(prompts_dir) if prompts_dir else None, "token_budget": token_budget,
+            "n_ctx": n_ctx, "limit": limit, "retry_failures": retry_failures,
+        }  # fmt: skip
+        report = run_stage(
+            config=config,
+            work=work,
+            overrides={f"generate.{k}": v for k, v in flags.items()},
+            set_=set_,
+            executor=executor,
+            workers=workers,
+            ray_address=ray_address,
+            progress=progress,
+            only="generate",
+        )
+        counts = report.stages[-1].counts
+        if counts.input and not counts.output:
+            from unimm.errors import UnimmError
+            from unimm.pipeline.layout import Layout
+
+            raise UnimmError(
+                f"every one of the {counts.input} requests failed "
+                f"({', '.join(f'{k} x{v}' for k, v in counts.dropped.items())}); see {Layout(work).failures('*')}"
+            )
 
     @app.command("estimate")
     def estimate_cmd(
-        work: Path = typer.Option(DEFAULT_WORK, help="Work folder with merged/part-*.parquet."),
+        work: Path = WORK,
         throughput: float = typer.Option(
             None, help="Decode throughput in completion tokens/s (default: published vLLM 8B/H100 figure)."
         ),
@@ -142,7 +127,9 @@ def register(app: typer.Typer) -> None:
             backend="openai", model="estimate", max_tokens=max_tokens, token_budget=token_budget,
             prompt_set=prompt_set, prompt_version=prompt_version, prompts_dir=prompts_dir,
         )  # fmt: skip
-        est = estimate(read_merged(work), cfg, throughput)
+        from unimm.generate.estimate import estimate
+
+        est = estimate(_merged_records(work), cfg, throughput)
         t = Table(title="estimate", show_header=False)
         for k, v in [
             ("records / requests", f"{est.records:,} / {est.requests:,}"),
@@ -162,3 +149,12 @@ def register(app: typer.Typer) -> None:
         console.print(f"throughput: {est.throughput_source}")
         for a in est.assumptions:
             console.print(f"assumption: {a}")
+
+
+def _merged_records(work: Path) -> list:
+    """Every merged record of the work dir (the estimate renders each prompt)."""
+    from unimm.merge import read_partition
+    from unimm.pipeline.layout import Layout
+
+    lay = Layout(work)
+    return [r for pid in lay.partitions() for r in read_partition(lay.merged_part(pid))]

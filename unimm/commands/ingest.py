@@ -5,88 +5,74 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from unimm.errors import ConfigError
-from unimm.ingest import IngestResult, present_sources, run_ingest
-from unimm.sources import DEFAULT_DATA_ROOT, parse_sources
-from unimm.workdir import DEFAULT_WORK, exclusive_work
-
-_COLUMNS = ("caption", "qa", "region", "object", "rationale")
-
-
-def summary_table(results: list[IngestResult]) -> Table:
-    """One row per source: files read, images, rows per kind, seconds."""
-    table = Table(title="ingest")
-    table.add_column("source")
-    for col in ("files", "images", "captions", "qa", "regions", "objects", "rationales", "seconds"):
-        table.add_column(col, justify="right")
-    for r in results:
-        table.add_row(
-            r.source,
-            str(len(r.files)),
-            f"{r.images:,}",
-            *(f"{r.annotations.get(k, 0):,}" for k in _COLUMNS),
-            f"{r.seconds:.1f}",
-        )
-    return table
+from unimm.commands.runstage import CONFIG, EXECUTOR, RAY_ADDRESS, SET, WORK, run_stage
 
 
 def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
+        config: Path = CONFIG,
         data_root: Path = typer.Option(
-            Path(DEFAULT_DATA_ROOT),
+            None,
             "--data-root",
             help="Folder holding one sub-folder per source (coco/, vqav2/, okvqa/, aokvqa/, vg/) with the "
-            "official annotation files under their distributed names.",
+            "official annotation files under their distributed names (default data/).",
         ),
-        work: Path = typer.Option(
-            DEFAULT_WORK,
-            "--work",
-            help="Work folder; tables are written to WORK/ingest/<source>.parquet and "
-            "WORK/ingest/<source>.images.parquet.",
-        ),
+        work: Path = WORK,
         sources: str | None = typer.Option(
             None,
             "--sources",
-            help="Comma-separated sources to ingest (coco,vqav2,okvqa,aokvqa,vg). Default: every source whose "
-            "folder exists under the data root.",
+            help="Comma-separated sources to ingest (coco,vqav2,okvqa,aokvqa,vg). Default: the config's, "
+            "else every source whose folder exists under the data root.",
         ),
         jobs: int = typer.Option(
-            2,
-            "--jobs",
-            min=1,
-            help="Sources read in parallel, one process each, within --memory-gb "
-            "(full-size VG alone peaks near 2.5 GB).",
+            None, "--jobs", min=1, help="Sources read at once, one process each (default: cores)."
         ),
         memory_gb: float = typer.Option(
-            4.0,
+            None,
             "--memory-gb",
             min=0.5,
-            help="Peak memory budget for parallel jobs: a further source starts only while the estimated peaks "
-            "(about 3x each source's JSON size) of those running fit.",
+            help="Peak memory budget: a further source starts only while the estimated peaks "
+            "(about 3x each source's JSON size) of those running fit (default 4).",
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress display; only the summary table."),
+        set_: list[str] = SET,
+        executor: str = EXECUTOR,
+        ray_address: str = RAY_ADDRESS,
     ) -> None:
         """Read the official annotation files and write one annotation table and one image table per source.
 
-        Every requested source is checked for missing files before anything is read (the error lists each file and the archive it comes from); the outputs appear only if every source succeeds.
+        Every requested source is checked for missing files before anything is read (the error lists each
+        file and the archive it comes from); each source's tables appear whole or not at all.
         """
-        if sources is None:
-            names = present_sources(data_root)
-            if not names:
+        from unimm.errors import ConfigError
+        from unimm.ingest import present_sources
+        from unimm.pipeline.layout import Layout
+        from unimm.sources import DEFAULT_DATA_ROOT
+
+        if sources is None and config is None and not Layout(work).config.exists():
+            # Nothing names the sources: every one whose folder is under the data root.
+            root = data_root or Path(DEFAULT_DATA_ROOT)
+            found = present_sources(root)
+            if not found:
                 raise ConfigError(
-                    f"no source folders under {data_root} (expected one of coco/, vqav2/, okvqa/, aokvqa/, vg/); "
+                    f"no source folders under {root} (expected one of coco/, vqav2/, okvqa/, aokvqa/, vg/); "
                     "run `unimm download` or pass --data-root"
                 )
-        else:
-            names = parse_sources(sources)
-            if not names:
-                raise ConfigError("--sources names no source")
-        with exclusive_work(work):
-            results = run_ingest(
-                data_root, work, names, jobs=jobs, progress=not quiet, memory_budget=int(memory_gb * 2**30)
-            )
-        Console().print(summary_table(results))
+            sources = ",".join(found)
+        run_stage(
+            config=config,
+            work=work,
+            overrides={
+                "data_root": str(data_root) if data_root else None,
+                "sources": sources,
+                "executor.memory_gb": memory_gb,
+            },
+            set_=set_,
+            executor=executor,
+            workers=jobs,
+            ray_address=ray_address,
+            progress=not quiet,
+            only="ingest",
+        )

@@ -8,12 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from unimm.merge import MergeConfig, MergeSummary, merge
-from unimm.sources import parse_sources
-from unimm.workdir import DEFAULT_WORK, exclusive_work
+from unimm.commands.runstage import CONFIG, EXECUTOR, RAY_ADDRESS, SET, WORK, run_stage
 
 
-def print_summary(summary: MergeSummary, console: Console | None = None) -> None:
+def print_summary(summary, console: Console | None = None) -> None:  # noqa: ANN001 (MergeSummary)
     """Images by number of sources and by combination, and how many qualify for UniMM-Chat."""
     console = console or Console()
     t = Table(
@@ -52,23 +50,38 @@ def print_summary(summary: MergeSummary, console: Console | None = None) -> None
 def register(app: typer.Typer) -> None:
     @app.command("merge")
     def merge_cmd(
-        work: Path = typer.Option(
-            DEFAULT_WORK, help="Work directory holding ingest/ (written by `unimm ingest`)."
-        ),
+        config: Path = CONFIG,
+        work: Path = WORK,
         sources: str = typer.Option(None, help="Comma-separated sources to merge (default: all ingested)."),
         require: list[str] = typer.Option(
-            [], "--require", help="Keep only images annotated by this source (repeatable)."
+            None, "--require", help="Keep only images annotated by this source (repeatable)."
         ),
-        min_sources: int = typer.Option(1, min=1, help="Keep only images annotated by at least N sources."),
-        partitions: int = typer.Option(0, min=0, help="Output partitions (0 = about one per 20k images)."),
+        min_sources: int = typer.Option(
+            None, min=1, help="Keep only images annotated by at least N sources."
+        ),
+        partitions: int = typer.Option(None, min=0, help="Output partitions (0 = about one per 20k images)."),
+        set_: list[str] = SET,
+        executor: str = EXECUTOR,
+        ray_address: str = RAY_ADDRESS,
     ) -> None:
         """Group all annotations by image into work/merged/part-*.parquet and print who annotates what."""
-        cfg = MergeConfig(
-            sources=parse_sources(sources) if sources else None,
-            require=parse_sources(",".join(require)) if require else [],
-            min_sources=min_sources,
-            partitions=partitions,
+        from unimm.merge import read_summary
+        from unimm.sources import parse_sources
+
+        run_stage(
+            config=config,
+            work=work,
+            overrides={
+                "merge.sources": parse_sources(sources) if sources else None,
+                "merge.require": parse_sources(",".join(require)) if require else None,
+                "merge.min_sources": min_sources,
+                "merge.partitions": partitions,
+            },
+            set_=set_,
+            executor=executor,
+            workers=None,
+            ray_address=ray_address,
+            progress=False,
+            only="merge",
         )
-        with exclusive_work(work):
-            summary = merge(work, cfg)
-        print_summary(summary)
+        print_summary(read_summary(work))

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 
-import polars as pl
 import typer
 
-from unimm.errors import ConfigError, InputError, MissingStageOutputError
-from unimm.filter.reasons import count_reasons
-from unimm.filter.tables import rejects_to_frame
-from unimm.merge import image_files, merged_parts
-from unimm.schema import Chat
-from unimm.shards import ShardConfig, verify_shards, write_shards_result
-from unimm.tables import frame_to_chats
-from unimm.workdir import exclusive_work, write_parquet_atomic
+from unimm.commands.runstage import CONFIG, PROGRESS, SET, WORK, run_stage
+from unimm.errors import ConfigError
+from unimm.shards import verify_shards
 
 
 class ExportFormat(str, Enum):
@@ -26,61 +19,45 @@ class ExportFormat(str, Enum):
     hf = "hf"
 
 
-def _known_files(work: Path, chats: list[Chat]) -> dict[str, list[str]]:
-    """image key -> every file name its sources know, from the merged partitions when present
-    (without them only each chat's own image_file is tried)."""
-    try:
-        parts = merged_parts(work)
-    except MissingStageOutputError:
-        return {}
-    return image_files(parts, {c.image_key for c in chats})
-
-
 def register(app: typer.Typer) -> None:
     @app.command("shards")
     def shards_cmd(
-        work: Path = typer.Option(Path("work"), help="Work directory (reads filter/kept.parquet)."),
-        out: Path = typer.Option(..., help="Shard directory."),
+        config: Path = CONFIG,
+        work: Path = WORK,
+        out: Path = typer.Option(None, help="Shard directory (default: the config's, shards/)."),
         image_root: Path | None = typer.Option(
-            None, help="Data root the chats' image_file paths are relative to."
+            None, help="Folder the chats' image files are relative to (default: the data root)."
         ),
         no_images: bool = typer.Option(
             False, "--no-images", help="Write shards without images (JSON only); the manifest says so."
         ),
-        prefix: str = typer.Option("unimm", help="Shard name prefix."),
-        maxcount: int = typer.Option(10000, help="Samples per shard at most."),
-        maxsize: int = typer.Option(1 << 30, help="Bytes per shard at most."),
+        prefix: str = typer.Option(None, help="Shard name prefix (default unimm)."),
+        maxcount: int = typer.Option(None, help="Samples per shard at most (default 10000)."),
+        maxsize: int = typer.Option(None, help="Bytes per shard at most (default 1 GiB)."),
+        set_: list[str] = SET,
+        progress: bool = PROGRESS,
     ) -> None:
-        """Write kept chats as <prefix>-%06d.tar WebDataset shards + manifest.json."""
-        with exclusive_work(work):
-            src = Path(work) / "filter" / "kept.parquet"
-            if not src.is_file():
-                raise InputError(src, "not found (run `unimm filter` first)")
-            if image_root is None and not no_images:
-                raise ConfigError(
-                    "no --image-root: the shards would hold no images; pass --image-root (the folder "
-                    "the chats' image files are relative to) or --no-images for JSON-only shards"
-                )
-            if image_root is not None and no_images:
-                raise ConfigError("--image-root and --no-images contradict each other: pass one")
-            if image_root is not None and not image_root.is_dir():
-                raise InputError(image_root, "image root is not a directory")
-            chats = frame_to_chats(pl.read_parquet(src))
-            files = _known_files(Path(work), chats) if image_root is not None else None
-            extra: dict = {}
-            summary = Path(work) / "filter" / "summary.json"
-            if summary.is_file():
-                extra["rejects_by_reason"] = json.loads(summary.read_text()).get("rejects_by_reason", {})
-            cfg = ShardConfig(prefix=prefix, maxcount=maxcount, maxsize=maxsize)
-            manifest, rejects = write_shards_result(chats, out, cfg, image_root, extra, files)
-            write_parquet_atomic(rejects_to_frame(rejects), Path(work) / "shards" / "rejects.parquet")
-        kinds = [e for e in manifest.extensions if e != "json"]
-        held = f"with {'/'.join(kinds)} images" if kinds else "JSON only, no images"
-        by_reason = ", ".join(f"{k} x{v}" for k, v in count_reasons(rejects).items())
-        typer.echo(
-            f"shards: {manifest.total_samples} samples in {len(manifest.shards)} shards "
-            f"({manifest.total_bytes} bytes, {held}) -> {out}; {len(rejects)} rejected"
-            + (f" ({by_reason})" if by_reason else "")
+        """Write the dialogues that passed `unimm filter` as <prefix>-%06d.tar WebDataset shards +
+        manifest.json + dataset card, and the build report (WORK/report/summary.json)."""
+        if image_root is not None and no_images:
+            raise ConfigError("--image-root and --no-images contradict each other: pass one")
+        run_stage(
+            config=config,
+            work=work,
+            overrides={
+                "out": str(out) if out else None,
+                "image_root": str(image_root) if image_root else None,
+                "no_images": True if no_images else None,
+                "shards.prefix": prefix,
+                "shards.maxcount": maxcount,
+                "shards.maxsize": maxsize,
+            },
+            set_=set_,
+            executor=None,
+            workers=None,
+            ray_address=None,
+            progress=progress,
+            only="shards",
         )
 
     @app.command("verify")

@@ -230,7 +230,14 @@ def near_duplicate_roots(
     """(root index per text, verified pairs [m, 2], their estimated Jaccard). A text whose root is
     itself is kept; the others are near duplicates of their root (the smallest index of the cluster)."""
     sig, has = signatures(texts, num_perm, shingle, seed, chunk_elements, method)
+    return roots_from_signatures(sig, has, bands=bands, threshold=threshold, window=window)
+
+
+def roots_from_signatures(
+    sig: np.ndarray, has: np.ndarray, *, bands: int, threshold: float, window: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """near_duplicate_roots from signatures already computed (per partition, then joined)."""
     pairs = candidate_pairs(sig, bands, has, window)
     sims = estimated_jaccard(sig, pairs)
     ok = sims >= threshold
-    return connected_roots(len(texts), pairs[ok]), pairs[ok], sims[ok]
+    return connected_roots(len(sig), pairs[ok]), pairs[ok], sims[ok]

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from unimm.schema import IMAGE_PLACEHOLDER, Chat
+from unimm.placeholder import without_placeholder
+from unimm.schema import Chat
 
 ROLE_TO_FROM = {"user": "human", "assistant": "gpt"}
-# what unimm.shards.writer.to_shard_chat puts before the first user turn
-SHARD_IMAGE_PREFIX = f"{IMAGE_PLACEHOLDER}\n"
-
-
-def without_placeholder(text: str) -> str:
-    """A turn's text without the shard's leading "<image>\\n"."""
-    return text.removeprefix(SHARD_IMAGE_PREFIX)
 
 
 def conversations(chat: Chat, *, with_image: bool = True) -> list[dict[str, str]]:

@@ -1,7 +1,7 @@
 """Dialogue filters: structure, boilerplate/leakage, prompt echo and grounding against annotations.
 
-The whole stage (filters -> dedup -> decontamination) is `unimm.filter.pipeline.run_filter_stage`;
-reject Parquet helpers are in `unimm.filter.tables`.
+`unimm.filter.judged.judge_and_filter` is the filter step's work on one partition (the pipeline's
+`unimm filter` command then runs dedup and decontamination, see unimm.pipeline).
 """
 
 from unimm.filter.config import FilterConfig

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from unimm.filter.config import FilterConfig
-from unimm.schema import IMAGE_PLACEHOLDER, Chat
+from unimm.placeholder import has_placeholder, placeholder_ok
+from unimm.schema import Chat
 
 
 def structure_reasons(chat: Chat, cfg: FilterConfig) -> list[str]:
@@ -24,11 +25,9 @@ def structure_reasons(chat: Chat, cfg: FilterConfig) -> list[str]:
         reasons.append("turn_too_short")
     if any(n > cfg.max_turn_chars for n in lengths):
         reasons.append("turn_too_long")
-    total = sum(t.content.count(IMAGE_PLACEHOLDER) for t in turns)
     if cfg.exported:
-        first = turns[0]
-        if not (total == 1 and first.role == "user" and first.content.count(IMAGE_PLACEHOLDER) == 1):
+        if not (turns[0].role == "user" and placeholder_ok(turns, opening=False)):
             reasons.append("placeholder_count")
-    elif total:
+    elif has_placeholder(turns):
         reasons.append("unexpected_placeholder")
     return reasons

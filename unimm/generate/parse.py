@@ -8,7 +8,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from unimm.schema import IMAGE_PLACEHOLDER, DialogueResponse
+from unimm.placeholder import remove_placeholders
+from unimm.schema import DialogueResponse
 
 M = TypeVar("M", bound=BaseModel)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
@@ -56,5 +57,5 @@ def parse_response(text: str | None, finish_reason: str | None = None) -> Dialog
             if isinstance(turn, dict):
                 for field in ("question", "answer"):
                     if isinstance(turn.get(field), str):
-                        turn[field] = turn[field].replace(IMAGE_PLACEHOLDER, "").strip()
+                        turn[field] = remove_placeholders(turn[field])
     return validate_as(DialogueResponse, data)

@@ -23,8 +23,8 @@ from unimm.grounding.evidence import Evidence, build_evidence
 from unimm.grounding.qa import qa_check
 from unimm.grounding.reasons import BELOW_THRESHOLD, JUDGE_UNSUPPORTED, QA_CONTRADICTION, UNVERIFIABLE, reason
 from unimm.grounding.vocab import load_vocabulary
+from unimm.placeholder import remove_placeholders
 from unimm.schema import (
-    IMAGE_PLACEHOLDER,
     Chat,
     GroundingReport,
     JudgeVerdict,
@@ -52,7 +52,7 @@ def _turn_pairs(turns: Sequence[Turn]) -> list[tuple[int, str, str]]:
     for i, t in enumerate(turns):
         if t.role == "assistant":
             prev = turns[i - 1].content if i > 0 and turns[i - 1].role == "user" else ""
-            out.append((i, prev.replace(IMAGE_PLACEHOLDER, "").strip(), t.content))
+            out.append((i, remove_placeholders(prev), t.content))
     return out
 
 

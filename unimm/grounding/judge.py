@@ -34,8 +34,8 @@ from unimm.generate.prompts import (
 )
 from unimm.generate.render import estimate_tokens, render_record
 from unimm.generate.runner import request_id
+from unimm.placeholder import remove_placeholders
 from unimm.schema import (
-    IMAGE_PLACEHOLDER,
     Chat,
     DialogueResponse,
     JudgeResponse,
@@ -78,7 +78,7 @@ def render_dialogue(turns: Sequence[Turn]) -> tuple[str, list[int]]:
     lines: list[str] = []
     answers: list[int] = []
     for i, t in enumerate(turns):
-        text = " ".join(t.content.replace(IMAGE_PLACEHOLDER, "").split())
+        text = " ".join(remove_placeholders(t.content).split())
         if t.role == "assistant":
             answers.append(i)
             lines.append(f"A{len(answers)}: {text}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from unimm.ingest.base import Ingester, IngestResult, SourceTables
 from unimm.ingest.registry import INGESTERS, check_inputs, present_sources
-from unimm.ingest.runner import run_ingest
+from unimm.ingest.runner import ingest_source, run_ingest
 
 __all__ = [
     "INGESTERS",
@@ -18,5 +18,6 @@ __all__ = [
     "SourceTables",
     "check_inputs",
     "present_sources",
+    "ingest_source",
     "run_ingest",
 ]

@@ -27,13 +27,19 @@ from unimm.ingest.base import (
     utf8,
 )
 from unimm.ingest.jsonio import decode_file
-from unimm.keys import coco_key_expr
+from unimm.keys import coco_file_name_expr, coco_key_expr
 
 
-class AokvqaItem(msgspec.Struct, gc=False):
-    question_id: str
+class AokvqaQuestion(msgspec.Struct, gc=False):
+    """A question and its COCO image: what every item gives, the unlabelled test split's too,
+    and all that unimm.decontam reads of an evaluation file."""
+
     image_id: int
     question: str
+
+
+class AokvqaItem(AokvqaQuestion, gc=False):
+    question_id: str
     choices: list[str]
     correct_choice_idx: int
     direct_answers: list[str]
@@ -134,14 +140,13 @@ class AokvqaIngester(Ingester):
             strip_expr("text").alias("text"),
         )
         ann = pl.concat([annotations_frame(qa_rows), annotations_frame(rat_rows)])
+        file_name = pl.lit(f"coco/{split}2017/") + coco_file_name_expr("image_id", f"{split}2017")
         img = qa.select(pl.col("image_id").unique(maintain_order=True)).select(
             coco_key_expr("image_id").alias("image_key"),
             pl.lit(self.name).alias("source"),
             pl.lit(split).alias("split"),
             pl.col("image_id").cast(pl.Utf8).alias("source_image_id"),
-            (
-                pl.lit(f"coco/{split}2017/") + pl.col("image_id").cast(pl.Utf8).str.zfill(12) + pl.lit(".jpg")
-            ).alias("file_name"),
+            file_name.alias("file_name"),
             pl.col("image_id").alias("coco_id"),
         )
         return annotations_frame(ann), images_frame(img)

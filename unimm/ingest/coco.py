@@ -32,7 +32,7 @@ from unimm.ingest.base import (
     utf8,
 )
 from unimm.ingest.jsonio import decode_file
-from unimm.keys import coco_key_expr
+from unimm.keys import coco_file_name_expr, coco_key_expr
 
 
 class CocoImage(msgspec.Struct, gc=False):
@@ -83,12 +83,7 @@ def _images(images: list[CocoImage], split: str) -> pl.DataFrame:
         },
         schema_overrides={"coco_id": pl.Int64, "width": pl.Int32, "height": pl.Int32},
     )
-    # the official 2014 files are named COCO_<split>_%012d.jpg, the 2017 ones %012d.jpg
-    default = (
-        (pl.lit(f"COCO_{split}_") if split.endswith("2014") else pl.lit(""))
-        + pl.col("coco_id").cast(pl.Utf8).str.zfill(12)
-        + pl.lit(".jpg")
-    )
+    default = coco_file_name_expr("coco_id", split)  # where an image lists no file_name
     return df.select(
         coco_key_expr("coco_id").alias("image_key"),
         pl.lit("coco").alias("source"),

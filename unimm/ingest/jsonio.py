@@ -60,6 +60,11 @@ def decode_file(path: Path, typ: type[T], display: str | None = None) -> T:
         data = Path(path).read_bytes()
     except OSError as e:
         raise InputError(name, f"cannot read: {e.strerror or e}") from e
+    return decode_bytes(data, typ, name)
+
+
+def decode_bytes(data: bytes, typ: type[T], name: str) -> T:
+    """Decode the JSON document `data` (the contents of file `name`) into `typ`, as decode_file."""
     try:
         return _decoder(typ).decode(data)
     except msgspec.ValidationError as e:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import msgspec
 import polars as pl
@@ -32,20 +32,31 @@ from unimm.ingest.base import (
     utf8,
 )
 from unimm.ingest.jsonio import decode_file
-from unimm.keys import coco_key_expr
+from unimm.keys import coco_file_name_expr, coco_key_expr
 from unimm.sources import ExpectedFile
 
 ConfidenceT = Literal["yes", "maybe", "no"]
 
 
-class Question(msgspec.Struct, gc=False):
-    question_id: int
+class ImageQuestion(msgspec.Struct, gc=False):
+    """A question and its COCO image: all that unimm.decontam reads of an evaluation file."""
+
     image_id: int
     question: str
 
 
-class QuestionsFile(msgspec.Struct, gc=False):
-    questions: list[Question]
+class Question(ImageQuestion, gc=False):
+    question_id: int
+
+
+Q = TypeVar("Q", bound=ImageQuestion)
+
+
+class QuestionsFile(msgspec.Struct, Generic[Q], gc=False):
+    """A VQAv2 / OK-VQA questions file: `QuestionsFile[Question]` (ingest) or
+    `QuestionsFile[ImageQuestion]` (decontamination, which needs no question ids)."""
+
+    questions: list[Q]
     data_subtype: str | None = None
 
 
@@ -88,7 +99,7 @@ class OkAnnotationsFile(msgspec.Struct, gc=False):
     question_types: dict[str, str] = {}
 
 
-def _questions_frame(doc: QuestionsFile) -> pl.DataFrame:
+def _questions_frame(doc: QuestionsFile[Question]) -> pl.DataFrame:
     q = doc.questions
     return pl.DataFrame(
         {
@@ -179,7 +190,7 @@ class _PairIngester(Ingester):
         for split, q, a in self._pairs(data_root):
             files += [q.path, a.path]
             qfile, afile = str(data_root / q.path), str(data_root / a.path)
-            qdoc = decode_file(data_root / q.path, QuestionsFile)
+            qdoc = decode_file(data_root / q.path, QuestionsFile[Question])
             questions = _questions_frame(qdoc)
             q_sub = qdoc.data_subtype
             del qdoc
@@ -201,6 +212,7 @@ class _PairIngester(Ingester):
             )
             anns.append(annotations_frame(ann))
             image_ids = joined.select(pl.col("image_id").unique(maintain_order=True))
+            file_name = pl.lit(f"coco/{split}/") + coco_file_name_expr("image_id", split)
             imgs.append(
                 images_frame(
                     image_ids.select(
@@ -208,11 +220,7 @@ class _PairIngester(Ingester):
                         pl.lit(self.name).alias("source"),
                         pl.lit(split).alias("split"),
                         pl.col("image_id").cast(pl.Utf8).alias("source_image_id"),
-                        (
-                            pl.lit(f"coco/{split}/COCO_{split}_")
-                            + pl.col("image_id").cast(pl.Utf8).str.zfill(12)
-                            + pl.lit(".jpg")
-                        ).alias("file_name"),
+                        file_name.alias("file_name"),
                         pl.col("image_id").alias("coco_id"),
                     )
                 )

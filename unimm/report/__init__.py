@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from unimm.report.frames import Corpus, load_corpus
-from unimm.report.manifest import ManifestInfo, load_manifest, parse_manifest
+from unimm.report.manifest import ManifestInfo, load_manifest, manifest_info, parse_manifest
 from unimm.report.read import Sample, find_shards, iter_samples
 from unimm.report.show import pick_samples
 from unimm.report.summary import Summary, summarize
@@ -21,6 +21,7 @@ __all__ = [
     "iter_samples",
     "load_corpus",
     "load_manifest",
+    "manifest_info",
     "parse_manifest",
     "pick_samples",
     "summarize",

@@ -7,6 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from unimm.report.manifest import ManifestInfo
 from unimm.report.read import Sample
 from unimm.report.show import turn_flags
 from unimm.report.summary import Count, Distribution, GroundingSummary, Summary
@@ -53,6 +54,16 @@ def _counts(title: str, counts: list[Count], header: str, top: int = 20, unit: s
     return t
 
 
+def _steps(m: ManifestInfo) -> Table:
+    """The manifest's per-step counts: records in, out and dropped by each pipeline step."""
+    t = Table(title="pipeline steps (manifest)")
+    for col in ("step", "input", "output", "dropped"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    for name, c in m.steps.items():
+        t.add_row(name, _n(c.input), _n(c.output), _n(c.rejected))
+    return t
+
+
 def print_summary(s: Summary, console: Console | None = None) -> None:
     """The stats summary as rich tables and text histograms."""
     con = console or Console()
@@ -78,6 +89,8 @@ def print_summary(s: Summary, console: Console | None = None) -> None:
     else:
         for w in m.warnings:
             con.print(f"[yellow]{w}[/]")
+        if m.steps:
+            con.print(_steps(m))
 
     dist = Table(title="distributions")
     for col in ("measure", "n", "mean", "median", "min", "max", "p90", "missing"):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import polars as pl
 
+from unimm.placeholder import IMAGE_PREFIX
 from unimm.report.manifest import ManifestInfo, load_manifest
 from unimm.report.read import Reservoir, Sample, find_shards, iter_samples
-from unimm.schema import IMAGE_PLACEHOLDER, SOURCES
+from unimm.schema import SOURCES
 from unimm.tables import CHAT_SCHEMA
 
 DIALOGUE_SCHEMA = pl.Schema({**CHAT_SCHEMA, "shard": pl.Utf8, "image_ext": pl.Utf8, "image_bytes": pl.Int64})
-_PREFIX = IMAGE_PLACEHOLDER + "\n"
 _ORDER = {s: i for i, s in enumerate(SOURCES)}
 
 
@@ -73,7 +73,7 @@ def turn_frame(df: pl.DataFrame) -> pl.DataFrame:
         .unnest("turns")
         .with_columns(
             pl.int_range(pl.len()).over("dialogue").alias("position"),
-            pl.col("content").str.strip_prefix(_PREFIX).alias("content"),
+            pl.col("content").str.strip_prefix(IMAGE_PREFIX).alias("content"),
         )
         .with_columns(pl.col("content").str.count_matches(r"\S+").alias("words"))
     )

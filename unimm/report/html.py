@@ -108,6 +108,11 @@ def _overview(s: Summary) -> str:
         ]
         if mismatch:
             out += f'<p class="warn">manifest disagrees with the shards on: {escape(", ".join(mismatch))}</p>'
+        if m.steps:
+            out += "<h3>pipeline steps (manifest)</h3>" + _table(
+                ["step", "input", "output", "dropped"],
+                [[name, c.input, c.output, c.rejected] for name, c in m.steps.items()],
+            )
     return out
 
 

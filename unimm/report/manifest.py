@@ -1,54 +1,46 @@
-"""What the report needs from a shard folder's `manifest.json`, read defensively.
+"""What the report needs from a shard folder's `manifest.json`, read through its model.
 
-The manifest is written by `unimm shards`; when its pydantic model (`unimm.shards.manifest.Manifest`)
-is importable the file is checked against it first, but the report only ever *looks up* keys: a
-key that is missing (older manifest, different layout) leaves that part of the report out instead
-of failing.
+The manifest is written by the shards step as `unimm.shards.manifest.Manifest`, and every step's
+counts are stored there in one vocabulary (`steps: {name: StepCounts}`). The report validates the
+file against that model and takes each figure from the one field that holds it: a manifest that
+does not validate is an InputError naming the file and the field, never half-read. A folder
+without a manifest is still reported (its part is left out).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from unimm.errors import InputError
-from unimm.filter.reasons import reason_code
+from unimm.pipeline.counts import StepCounts, rejected_by_reason
+from unimm.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry
 
-MANIFEST_NAME = "manifest.json"
-STAGES: tuple[str, ...] = ("filter", "dedup", "decontaminate")
-# Integer entries of a stage's counts that are bookkeeping, not rejection reasons.
-_BOOKKEEPING = {"input", "kept", "rejected", "output", "total", "in", "out", "dialogues_in", "dialogues_out"}
-_NESTS = ("totals", "total", "counts", "stats", "summary", "pipeline", "stages", "extra")
-# Reason codes each stage writes (unimm.dedup.core, unimm.decontam, unimm.shards.writer): the
-# manifest keeps rejects per code only, so the stage of a code is known from the code itself.
-DEDUP_CODES = frozenset({"duplicate_id", "exact_duplicate", "near_duplicate", "too_few_turns_after_dedup"})
-DECONTAM_PREFIX = "eval_"
-SHARD_CODES = frozenset({"image_missing", "unexpected_placeholder", "bad_role_order"})
-
-
-class ShardEntry(BaseModel):
-    name: str
-    samples: int | None = None
-    bytes: int | None = None
-    sha256: str | None = None
+# The pipeline's steps in the order they run; the manifest's JSON is written with sorted keys, so
+# its `steps` are put back in this order for display. A step not listed here (an internal step
+# such as `dedup_sign`) goes right after the listed step its name starts with, else at the end.
+STEP_ORDER: tuple[str, ...] = ("ingest", "merge", "generate", "filter", "dedup", "decontaminate", "shards")
 
 
 class ManifestInfo(BaseModel):
-    """The parts of a manifest the report shows; every field may be absent."""
+    """The parts of a validated manifest the report shows."""
 
     path: str
     shards: list[ShardEntry] = Field(default_factory=list)
-    num_shards: int | None = None
-    samples: int | None = None
-    bytes: int | None = None
-    dialogues_in: int | None = Field(None, description="Dialogues entering dedup.")
-    dedup_rejects: int | None = None
+    num_shards: int = 0
+    samples: int = 0
+    bytes: int = 0
+    steps: dict[str, StepCounts] = Field(
+        default_factory=dict, description="What each pipeline step did, in pipeline order."
+    )
+    dialogues_in: int | None = Field(None, description="Dialogues entering dedup (`steps.dedup.input`).")
+    dedup_rejects: int | None = Field(None, description="Dialogues dedup dropped (`steps.dedup.rejected`).")
     rejection_reasons: dict[str, int] = Field(
         default_factory=dict,
-        description="Rejected dialogues per reason code, keyed `stage: code` when staged.",
+        description="Rejected dialogues per reason, keyed `step: code` (from `steps[*].dropped`); "
+        "a manifest without steps gives its flat `rejects_by_reason` codes. Most first.",
     )
     by_source: dict[str, int] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
@@ -57,182 +49,96 @@ class ManifestInfo(BaseModel):
 
     @property
     def dup_rate(self) -> float | None:
-        """Dedup rejects / dialogues in, when both are known."""
+        """Dedup rejects / dialogues in, when the manifest records the dedup step."""
         if self.dedup_rejects is None or not self.dialogues_in:
             return None
         return self.dedup_rejects / self.dialogues_in
 
 
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+def _step_key(name: str) -> tuple[int, int, str]:
+    if name in STEP_ORDER:
+        return STEP_ORDER.index(name), 0, name
+    parent = next((s for s in STEP_ORDER if name.startswith(s + "_")), None)
+    return (STEP_ORDER.index(parent), 1, name) if parent else (len(STEP_ORDER), 0, name)
 
 
-def _lookup(m: dict, names: tuple[str, ...]) -> Any:
-    """First of `names` at the top level, then inside the usual nesting dicts (totals, counts...)."""
-    for n in names:
-        if n in m:
-            return m[n]
-    for nest in _NESTS:
-        sub = m.get(nest)
-        if isinstance(sub, dict):
-            for n in names:
-                if n in sub:
-                    return sub[n]
-    return None
+def ordered_steps(steps: dict[str, StepCounts]) -> dict[str, StepCounts]:
+    """`steps` in pipeline order (see STEP_ORDER)."""
+    return {name: steps[name] for name in sorted(steps, key=_step_key)}
 
 
-def _int_dict(v: Any) -> dict[str, int] | None:
-    if isinstance(v, dict) and v and all(_int(x) is not None for x in v.values()):
-        return {str(k): int(x) for k, x in v.items()}
-    return None
+def _most_first(counts: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))  # stable: ties keep pipeline order
 
 
-def _stage_counts(m: dict) -> dict[str, dict[str, int]]:
-    """{stage: {counter: n}} wherever the manifest keeps per-stage counts."""
-    candidates = [m] + [m[n] for n in (*_NESTS, "rejects", "rejections") if isinstance(m.get(n), dict)]
-    for c in candidates:
-        staged = {s: d for s in STAGES if (d := _int_dict(c.get(s))) is not None}
-        if staged:
-            return staged
-    return {}
-
-
-def _reasons(m: dict, staged: dict[str, dict[str, int]]) -> dict[str, int]:
-    flat = _lookup(
-        m,
-        (
-            "rejects_by_reason",
-            "rejection_reasons",
-            "reject_reasons",
-            "rejected_by_reason",
-            "by_reason",
-            "reasons",
-        ),
+def manifest_info(m: Manifest, path: str = MANIFEST_NAME) -> ManifestInfo:
+    """The report's view of a validated manifest."""
+    steps = ordered_steps(m.steps)
+    info = ManifestInfo(
+        path=path,
+        shards=list(m.shards),
+        num_shards=len(m.shards),
+        samples=m.total_samples,
+        bytes=m.total_bytes,
+        steps=steps,
+        by_source=dict(m.counts_by_source),
     )
-    if (d := _int_dict(flat)) is not None:
-        return dict(sorted(d.items(), key=lambda kv: -kv[1]))
-    if isinstance(flat, dict):  # nested by stage
-        staged = {s: d for s, v in flat.items() if (d := _int_dict(v)) is not None} or staged
-    out: dict[str, int] = {}
-    for stage, counts in staged.items():
-        for code, n in counts.items():
-            if code not in _BOOKKEEPING and not code.startswith("turn_pairs"):
-                out[f"{stage}: {code}"] = n
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def _dedup_counts(
-    raw: dict, staged: dict[str, dict[str, int]], info: ManifestInfo
-) -> tuple[int | None, int | None]:
-    """(dialogues removed by dedup, dialogues entering dedup).
-
-    Explicit keys win. A staged layout gives dedup's own `rejected`/`input`. The flat
-    `rejects_by_reason` of `unimm shards` gives the dedup codes; dedup's input is then rebuilt as
-    samples shipped + removed at dedup and later (decontamination, shards stage): every later reject
-    has one reason except a decontamination hit on two eval files, so it is exact or a hair over.
-    """
-    explicit_rej = _int(_lookup(raw, ("dedup_rejects", "duplicates", "duplicates_removed")))
-    explicit_in = _int(_lookup(raw, ("dialogues_in", "dedup_in", "chats_in")))
-    if "dedup" in staged:
-        d = staged["dedup"]
-        return (
-            explicit_rej if explicit_rej is not None else _int(d.get("rejected")),
-            explicit_in if explicit_in is not None else _int(d.get("input")),
+    if steps:
+        info.rejection_reasons = _most_first(
+            {f"{name}: {code}": n for name, s in steps.items() for code, n in s.dropped.items() if n}
         )
-    codes = {reason_code(k.split(": ", 1)[-1]): v for k, v in info.rejection_reasons.items()}
-    if explicit_rej is None and codes:
-        explicit_rej = sum(n for c, n in codes.items() if c in DEDUP_CODES)
-    if explicit_in is None and explicit_rej is not None and info.samples is not None:
-        shard_rejects = raw.get("shard_rejects")
-        later = sum(n for c, n in codes.items() if c.startswith(DECONTAM_PREFIX))
-        later += (
-            len(shard_rejects)
-            if isinstance(shard_rejects, list)
-            else sum(n for c, n in codes.items() if c in SHARD_CODES)
+        summed = rejected_by_reason(m.steps)
+        if differ := sorted(
+            c
+            for c in summed.keys() | m.rejects_by_reason.keys()
+            if summed.get(c, 0) != m.rejects_by_reason.get(c, 0)
+        ):
+            where = ", ".join(f"{c} ({m.rejects_by_reason.get(c, 0)} vs {summed.get(c, 0)})" for c in differ)
+            info.warnings.append(
+                f"{path}: rejects_by_reason is not the sum of the steps' dropped records "
+                f"(flat vs steps): {where}; the report shows the steps'"
+            )
+    else:
+        info.rejection_reasons = _most_first(m.rejects_by_reason)
+        info.warnings.append(
+            f"{path}: no per-step counts (`steps`, manifests written before them): "
+            "dialogues into dedup, dedup rejects and dup rate omitted"
         )
-        explicit_in = info.samples + explicit_rej + later
-    return explicit_rej, explicit_in
-
-
-def _validate_with_model(raw: dict) -> str | None:
-    """Check against the shard writer's own model when it exists; a mismatch becomes a warning."""
-    try:
-        from unimm.shards.manifest import Manifest  # written by the shards stage
-    except ImportError:
-        return None
-    try:
-        Manifest.model_validate(raw)
-    except ValidationError as e:  # say what the model says, then carry on with the keys that are there
-        errs = e.errors()
-        where = ".".join(str(p) for p in errs[0]["loc"]) if errs else "?"
-        more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
-        return (
-            f"manifest does not match unimm.shards.manifest.Manifest: field '{where}': {errs[0]['msg']}{more}"
-        )
-    return None
-
-
-def parse_manifest(raw: dict, path: str = MANIFEST_NAME) -> ManifestInfo:
-    """Pick the report's fields out of a manifest dict; unknown layouts give empty fields."""
-    info = ManifestInfo(path=path)
-    if (w := _validate_with_model(raw)) is not None:
-        info.warnings.append(w)
-    shards = raw.get("shards")
-    if isinstance(shards, list):
-        for s in shards:
-            if isinstance(s, dict) and isinstance(s.get("name"), str):
-                info.shards.append(
-                    ShardEntry(
-                        name=s["name"],
-                        samples=_int(s.get("samples")),
-                        bytes=_int(s.get("bytes")),
-                        sha256=s.get("sha256") if isinstance(s.get("sha256"), str) else None,
-                    )
-                )
-    info.num_shards = _int(_lookup(raw, ("num_shards", "n_shards", "shard_count"))) or (
-        len(info.shards) if info.shards else None
-    )
-    info.samples = _int(_lookup(raw, ("samples", "total_samples", "num_samples", "n_samples", "dialogues")))
-    if info.samples is None and info.shards and all(s.samples is not None for s in info.shards):
-        info.samples = sum(s.samples or 0 for s in info.shards)
-    info.bytes = _int(_lookup(raw, ("bytes", "total_bytes", "size_bytes")))
-    if info.bytes is None and info.shards and all(s.bytes is not None for s in info.shards):
-        info.bytes = sum(s.bytes or 0 for s in info.shards)
-
-    staged = _stage_counts(raw)
-    info.rejection_reasons = _reasons(raw, staged)
-    info.dedup_rejects, info.dialogues_in = _dedup_counts(raw, staged, info)
-    if (
-        d := _int_dict(_lookup(raw, ("counts_by_source", "by_source", "samples_by_source", "source_counts")))
-    ) is not None:
-        info.by_source = d
-    for key in ("build_config", "config", "shard_config"):
-        if isinstance(raw.get(key), dict) and raw[key]:
-            info.config[key] = raw[key]
-    gen = _lookup(raw, ("generator", "generation"))
-    info.generator = dict(gen) if isinstance(gen, dict) else {}
-    for key in (
-        "prompt_fingerprints",
-        "prompt_fingerprint",
-        "tool_version",
-        "build_fingerprint",
-        "prefix",
-        "extensions",
-    ):
-        if (v := _lookup(raw, (key,))) not in (None, [], ""):
-            info.generator.setdefault(key, v)
+    if (dedup := steps.get("dedup")) is not None:
+        info.dialogues_in, info.dedup_rejects = dedup.input, dedup.rejected
+    info.config = {k: v for k, v in (("build_config", m.build_config), ("shard_config", m.shard_config)) if v}
+    info.generator = {
+        "generators": [g.model_dump() for g in m.generators],
+        "prompt_fingerprints": m.prompt_fingerprints,
+        "tool_version": m.tool_version,
+        "prefix": m.prefix,
+        "extensions": m.extensions,
+    }
     return info
 
 
+def parse_manifest(raw: str | bytes | dict[str, Any], path: str | Path = MANIFEST_NAME) -> ManifestInfo:
+    """Validate a manifest (its JSON text or the decoded object) against `Manifest` and take the
+    report's view of it; InputError naming `path` and the first failing field otherwise."""
+    try:
+        m = Manifest.model_validate(raw) if isinstance(raw, dict) else Manifest.model_validate_json(raw)
+    except ValidationError as e:
+        errs = e.errors()
+        first = errs[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+        raise InputError(path, f"not a valid manifest: {first['msg']}{more}", field=field) from None
+    return manifest_info(m, str(path))
+
+
 def load_manifest(shard_dir: Path) -> ManifestInfo | None:
-    """The manifest beside the shards, or None when there is none; InputError if it is not JSON."""
+    """The manifest beside the shards, or None when there is none; InputError when it is not a
+    valid `Manifest` (bad JSON, a missing or mistyped field)."""
     path = Path(shard_dir) / MANIFEST_NAME
     if not path.is_file():
         return None
     try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(path, f"not valid JSON: {e}") from e
-    if not isinstance(raw, dict):
-        raise InputError(path, "expected a JSON object at the top level")
-    return parse_manifest(raw, str(path))
+        text = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, f"unreadable: {e}") from e
+    return parse_manifest(text, path)

@@ -13,9 +13,6 @@ from unimm.grounding.reasons import GROUNDING_REASON_CODES
 from unimm.report.frames import Corpus, grounding_turn_frame, turn_frame, with_dialogue_columns
 from unimm.report.manifest import ManifestInfo
 
-# Reject reason codes written by the grounding checks (unimm.grounding): the manifest keeps rejects
-# per code only, so these pick the grounding part out of all rejection reasons.
-
 
 class Bin(BaseModel):
     """One histogram bar: values in [lo, hi) (integers: lo..hi inclusive), and how many."""
@@ -185,7 +182,8 @@ def _ratio(num: int, den: int) -> float | None:
 
 def grounding_summary(df: pl.DataFrame, manifest: ManifestInfo | None = None) -> GroundingSummary:
     """Coverage, corpus CHAIR-i/-s, judge verdicts and failure reasons from the `grounding` column
-    of a dialogue frame, plus the grounding codes among the manifest's rejection reasons."""
+    of a dialogue frame, plus the manifest's rejection reasons (`step: code`) whose code is a
+    grounding reason code (GROUNDING_REASON_CODES)."""
     reports = df.select(pl.col("grounding").struct.unnest()).filter(pl.col("coverage").is_not_null())
     totals = reports.select(
         pl.len().alias("dialogues"),

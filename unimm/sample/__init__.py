@@ -1,5 +1,6 @@
-"""`unimm sample`: a small demo corpus whose annotations are true of rendered pictures, and a
-full-scale synthetic generator for benchmarks. Both write the five sources' official files."""
+"""`unimm sample`: a small demo corpus whose annotations are true of rendered pictures, in the
+five sources' official files. (The full-scale synthetic corpus of the benchmarks is
+benchmarks/fullscale, outside the installed package.)"""
 
 from __future__ import annotations
 
@@ -44,32 +45,4 @@ def write_demo(
     return info
 
 
-__all__ = ["DEFAULT_IMAGES", "parse_scale", "write_demo", "write_full"]
-
-
-def parse_scale(text: str) -> float:
-    """`full` -> 1.0; `0.05` -> 0.05 (a fraction of the real sizes, in (0, 1])."""
-    from unimm.errors import ConfigError
-
-    if text.strip().lower() == "full":
-        return 1.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"--scale must be 'full' or a fraction like 0.05, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise ConfigError(f"--scale must be in (0, 1], got {value}")
-    return value
-
-
-def write_full(out: Path, *, scale: float = 1.0, seed: int = 0, workers: int = 2) -> dict[str, Any]:
-    """Write the synthetic corpus at `scale` of the real sizes under `out` (annotation files only).
-
-    The texts describe no picture, so no images are written; use the demo corpus for that."""
-    from unimm.sample.full import write_full_files
-
-    with sample_dir(out) as root:
-        counts = write_full_files(root, scale=scale, seed=seed, workers=workers)
-        info = {"kind": "synthetic", "seed": seed, "scale": scale, "jpeg_files": 0, "records": counts}
-        write_marker(root, info)
-    return info
+__all__ = ["DEFAULT_IMAGES", "write_demo"]

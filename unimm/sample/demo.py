@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from unimm.keys import coco_file_name
 from unimm.sample import formats as F
 from unimm.sample.language import (
     captions,
@@ -128,7 +129,7 @@ def _coco_image(img: DemoImage, split: str) -> dict[str, Any]:
     assert img.coco_id is not None
     return {
         "license": img.license,
-        "file_name": F.coco_file_name(img.coco_id, split),
+        "file_name": coco_file_name(img.coco_id, split),
         "coco_url": F.coco_url(img.coco_id, split),
         "height": img.scene.height,
         "width": img.scene.width,
@@ -420,6 +421,6 @@ def image_files(images: list[DemoImage]) -> Iterator[tuple[str, bytes]]:
         if img.coco_id is not None:
             for split in (img.split2014, img.split2017):
                 assert split is not None
-                yield f"coco/{split}/{F.coco_file_name(img.coco_id, split)}", img.jpeg
+                yield f"coco/{split}/{coco_file_name(img.coco_id, split)}", img.jpeg
         if img.vg_id is not None:
             yield f"vg/VG_100K/{img.vg_id}.jpg", img.jpeg

@@ -1,12 +1,14 @@
 """Fixed parts of the official files (headers, licences, code tables), copied from the releases.
 
-Both the demo corpus and the full-scale generator use these, so every file they write opens
+Both the demo corpus and the benchmarks' full-scale generator use these, so every file they write opens
 exactly like the file users download.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from unimm.keys import coco_file_name
 
 COCO_INFO: dict[str, dict[str, Any]] = {
     "2014": {
@@ -107,11 +109,6 @@ NUMBER_WORDS: tuple[str, ...] = (
     "nine",
     "ten",
 )
-
-
-def coco_file_name(coco_id: int, split: str) -> str:
-    """`COCO_train2014_000000391895.jpg` for 2014 splits, `000000391895.jpg` for 2017 ones."""
-    return f"COCO_{split}_{coco_id:012d}.jpg" if split.endswith("2014") else f"{coco_id:012d}.jpg"
 
 
 def coco_url(coco_id: int, split: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unimm.errors import InputError
+from unimm.pipeline.counts import StepCounts
 from unimm.redact import REDACTED, is_secret_key
 from unimm.schema import Chat, GeneratorInfo
 
@@ -68,7 +69,11 @@ class Manifest(BaseModel):
         description="Samples per annotation source (a chat counts under each of its sources)."
     )
     rejects_by_reason: dict[str, int] = Field(
-        description="Rejected dialogues per reason code, all stages (caller's + shards')."
+        description="Rejected dialogues per reason code, all steps (the sum of `steps[*].dropped`)."
+    )
+    steps: dict[str, StepCounts] = Field(
+        default_factory=dict,
+        description="What each pipeline step did (input, output, dropped by reason), by step name.",
     )
     shard_rejects: list[ShardReject] = Field(
         default_factory=list, description="Chats this stage rejected, by id."

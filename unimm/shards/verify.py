@@ -11,7 +11,8 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from unimm.errors import UnimmError
-from unimm.schema import IMAGE_PLACEHOLDER, KEY_PATTERN, ShardSample
+from unimm.placeholder import IMAGE_PLACEHOLDER, placeholder_ok
+from unimm.schema import KEY_PATTERN, ShardSample
 from unimm.shards.manifest import Manifest, ShardEntry, read_manifest
 from unimm.shards.read import TarFormatError, iter_tar_samples
 
@@ -86,9 +87,7 @@ def check_sample(key: str, members: dict[str, bytes], extensions: list[str]) -> 
         else:
             if sample.id != key:
                 out.append(f"sample {key!r} json id is {sample.id!r}")
-            total = sum(t.content.count(IMAGE_PLACEHOLDER) for t in sample.turns)
-            first = sample.turns[0]
-            if total != 1 or first.role != "user" or not first.content.startswith(IMAGE_PLACEHOLDER + "\n"):
+            if sample.turns[0].role != "user" or not placeholder_ok(sample.turns):
                 out.append(
                     f"sample {key!r}: first user turn must start with the only {IMAGE_PLACEHOLDER} placeholder"
                 )

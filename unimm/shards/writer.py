@@ -23,9 +23,11 @@ from typing import Any, NamedTuple
 
 import unimm
 from unimm.card import write_card
+from unimm.pipeline.counts import StepCounts, rejected_by_reason
 from unimm.errors import InputError
 from unimm.filter.reasons import count_reasons, reason_code
-from unimm.schema import IMAGE_PLACEHOLDER, Chat, Reject, ShardSample, Turn
+from unimm.placeholder import has_placeholder, with_placeholder
+from unimm.schema import Chat, Reject, ShardSample, Turn
 from unimm.shards.config import ShardConfig
 from unimm.shards.manifest import (
     MANIFEST_NAME,
@@ -50,7 +52,7 @@ class ShardResult(NamedTuple):
 def to_shard_chat(chat: Chat) -> ShardSample:
     """The `<key>.json` of a chat: its ShardSample, first user turn prefixed with "<image>\\n"."""
     first = chat.turns[0]
-    turns = [Turn(role=first.role, content=f"{IMAGE_PLACEHOLDER}\n{first.content}"), *chat.turns[1:]]
+    turns = [Turn(role=first.role, content=with_placeholder(first.content)), *chat.turns[1:]]
     return ShardSample.from_chat(chat.model_copy(update={"turns": turns}))
 
 
@@ -116,7 +118,7 @@ def plan_samples(
                 "chats", "duplicate chat id (deduplicate before sharding)", record=chat.id, field="id"
             )
         seen.add(chat.id)
-        if any(IMAGE_PLACEHOLDER in t.content for t in chat.turns):
+        if has_placeholder(chat.turns):
             rejects.append(_reject(chat, "unexpected_placeholder"))
             continue
         if chat.turns[0].role != "user":
@@ -243,18 +245,11 @@ def write_shards(
     cfg: ShardConfig | None = None,
     image_root: Path | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    steps: Mapping[str, StepCounts] | None = None,
 ) -> Manifest:
     """`write_shards_result(...).manifest`: the shard-stage rejects are listed in the manifest
     (`shard_rejects`, `rejects_by_reason`); use write_shards_result for the full Reject records."""
-    return write_shards_result(chats, out_dir, cfg, image_root, manifest_extra).manifest
-
-
-def _prior_reasons(extra: dict[str, Any]) -> Counter[str]:
-    prior: Counter[str] = Counter()
-    for key in ("rejects_by_reason", "rejections_by_reason"):
-        for reason, n in (extra.pop(key, None) or {}).items():
-            prior[reason_code(reason)] += int(n)
-    return prior
+    return write_shards_result(chats, out_dir, cfg, image_root, manifest_extra, steps=steps).manifest
 
 
 def write_shards_result(
@@ -264,12 +259,13 @@ def write_shards_result(
     image_root: Path | None = None,
     manifest_extra: dict[str, Any] | None = None,
     image_files: Mapping[str, Sequence[str]] | None = None,
+    steps: Mapping[str, StepCounts] | None = None,
 ) -> ShardResult:
     """Write `chats` as `<prefix>-%06d.tar` shards + manifest.json into `out_dir`.
 
-    manifest_extra: `build_config` or `config` (stored scrubbed), `rejects_by_reason` or
-    `rejections_by_reason` (earlier stages' counts, reduced to reason codes and added to this
-    stage's), anything else lands in `extra` (scrubbed). image_files: image key -> every file name
+    manifest_extra: `build_config` or `config` (stored scrubbed), anything else lands in `extra`
+    (scrubbed). steps: the counts of the pipeline steps before this one; the manifest adds this
+    step's (`shards`) and sums every step's drops into `rejects_by_reason`. image_files: image key -> every file name
     its sources know (see plan_samples). Chats whose image is missing are returned as rejects
     (`image_missing`), never silently dropped; when no chat's image is found at all, NoImagesError
     is raised before anything is written. Old shards of the same prefix and the old manifest are
@@ -279,7 +275,6 @@ def write_shards_result(
     out_dir = Path(out_dir)
     extra = dict(manifest_extra or {})
     build_config = scrub(extra.pop("build_config", None) or extra.pop("config", None) or {})
-    prior = _prior_reasons(extra)
 
     planned, rejects = plan_samples(chats, image_root, cfg, image_files)
     if image_root is not None and not planned and rejects:
@@ -293,7 +288,12 @@ def write_shards_result(
 
     exts = sorted({"json"} | {image_ext(p.image.name) for p in planned if p.image is not None})
     by_source = Counter(src for p in planned for src in p.chat.sources)
-    prior.update(count_reasons(rejects))
+    all_steps = {
+        **(steps or {}),
+        "shards": StepCounts(
+            input=len(chats), output=sum(e.samples for e in entries), dropped=count_reasons(rejects)
+        ),
+    }
     manifest = Manifest(
         tool_version=unimm.__version__,
         prefix=cfg.prefix,
@@ -305,7 +305,8 @@ def write_shards_result(
         counts_by_source=dict(sorted(by_source.items())),
         generators=generator_uses(p.chat for p in planned),
         rounds_per_dialogue=rounds_per_dialogue(p.chat for p in planned),
-        rejects_by_reason=dict(sorted(prior.items())),
+        rejects_by_reason=rejected_by_reason(all_steps),
+        steps=all_steps,
         shard_rejects=[ShardReject(id=r.id, image_key=r.image_key, reasons=r.reasons) for r in rejects],
         shard_config=cfg.model_dump(mode="json"),
         build_config=build_config,

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unimm.errors import ConfigError, InputError
-from unimm.schema import IMAGE_PLACEHOLDER, Turn
+from unimm.placeholder import (
+    IMAGE_PLACEHOLDER,
+    count_placeholders,
+    image_turn,
+    placeholder_ok,
+    with_placeholder,
+)
+from unimm.schema import Turn
 from unimm.train.tokenizer import IM_END, IM_START, Tokenizer
 
 IGNORE = -100
@@ -112,13 +119,11 @@ class ChatTemplate:
 
 
 def _check_placeholder(turns: list[Turn], source: str, key: str | None) -> None:
-    counts = [t.content.count(IMAGE_PLACEHOLDER) for t in turns]
-    first_user = next((i for i, t in enumerate(turns) if t.role == "user"), None)
-    if sum(counts) != 1 or first_user is None or counts[first_user] != 1:
-        where = first_user if first_user is not None else 0
+    if not placeholder_ok(turns, opening=False):
+        where = image_turn(turns) or 0
         raise InputError(
             source,
-            f"expected exactly one {IMAGE_PLACEHOLDER} placeholder, in the first user turn (found {sum(counts)})",
+            f"expected exactly one {IMAGE_PLACEHOLDER} placeholder, in the first user turn (found {count_placeholders(turns)})",
             record=key,
             field=f"turns[{where}].content",
         )
@@ -133,5 +138,5 @@ def pretrain_turns(turns: list[Turn], prompt: str | None = None) -> list[Turn]:
     user = next(t for t in turns if t.role == "user")
     answer = next(t for t in turns if t.role == "assistant")
     if prompt is not None:
-        user = Turn(role="user", content=f"{IMAGE_PLACEHOLDER}\n{prompt}")
+        user = Turn(role="user", content=with_placeholder(prompt))
     return [user, answer]

@@ -1,27 +1,41 @@
-"""`unimm sample --scale`: synthetic files in the official layouts, sized in proportion to the real ones."""
+"""benchmarks/fullscale: synthetic files in the official layouts, sized in proportion to the real ones."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from unimm.sample import parse_scale, write_full
-from unimm.sample.full import FULL, scaled
-from unimm.sample.jsonstream import JsonListWriter
-from unimm.sources import EXPECTED_FILES
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from fullscale import FULL, parse_scale, scaled, write_full  # noqa: E402
+from fullscale.jsonstream import JsonListWriter  # noqa: E402
+
+from unimm.sources import EXPECTED_FILES  # noqa: E402
 
 SCALE = 0.01
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import run_unimm
-
+    """The corpus at SCALE, written through the script's command line."""
     out = tmp_path_factory.mktemp("full") / "data"
-    r = run_unimm("sample", "--scale", str(SCALE), "--no-images", "--out", out, "--seed", "3")
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / "fullscale"),
+        "--scale",
+        str(SCALE),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     return out
 

@@ -1,6 +1,6 @@
 """Full-scale synthetic corpus for benchmarks: the official files at their real sizes.
 
-`write_full(out, scale=1.0)` writes COCO 2014+2017 captions and instances (123,287 images,
+`fullscale.write_full(out, scale=1.0)` writes COCO 2014+2017 captions and instances (123,287 images,
 616,767 captions), VQAv2 (658,111 questions x 10 answers), OK-VQA (14,055), A-OKVQA (18,201)
 and Visual Genome (108,077 images, 5.4M regions, 1.45M QA, 1.3M objects: about a third of the
 real 3.8M, enough to exercise the object path; attributes.json repeats them with attributes).
@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from unimm.keys import coco_file_name
 from unimm.sample import formats as F
-from unimm.sample.jsonstream import JsonListWriter
-from unimm.sample.words import (
+
+from .jsonstream import JsonListWriter
+from .words import (
     ADJECTIVES,
     CAPTION_TEMPLATES,
     NOUNS,
@@ -351,7 +353,7 @@ def _coco_images(plan: Plan, idx: np.ndarray, split: str) -> list[dict[str, Any]
         out.append(
             {
                 "license": int(plan.coco_license[i]),
-                "file_name": F.coco_file_name(cid, split),
+                "file_name": coco_file_name(cid, split),
                 "coco_url": F.coco_url(cid, split),
                 "height": h,
                 "width": w,

@@ -1,0 +1,148 @@
+"""Executors run units of work: `local` (this process, or a pool of processes sized to the machine)
+and `ray` (tasks on a Ray cluster). Both run the same task body, `run_task`, so their outputs are
+the same bytes; the work directory must be reachable from every worker (a shared file system on a
+cluster).
+
+A task is a chain of steps for one unit (e.g. generate -> filter -> dedup_sign for partition
+00003): one partition flows through its steps without waiting for the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import NamedTuple, Protocol
+
+from unimm.errors import ConfigError, UnimmError
+from unimm.pipeline.step import Context, Outcome
+
+
+class Task(NamedTuple):
+    """Steps (in order) to run for one unit, and the estimated peak memory of the first."""
+
+    steps: list[str]
+    unit: str
+    memory: int = 0
+
+
+class TaskError(NamedTuple):
+    """A task that raised a user-facing error, carried back as a value (never lost in a pool)."""
+
+    outcomes: list[Outcome]
+    error: UnimmError
+
+
+def run_task(ctx: Context, task: Task) -> list[Outcome] | TaskError:
+    """Run `task.steps` for `task.unit` in order, stopping after a unit that could not finish."""
+    from unimm.pipeline.steps import BY_NAME
+
+    outcomes: list[Outcome] = []
+    try:
+        for name in task.steps:
+            outcome = BY_NAME[name].execute(ctx, task.unit, ctx.fps[f"{name}/{task.unit}"])
+            outcomes.append(outcome)
+            if outcome.status == "incomplete":
+                break
+    except UnimmError as e:
+        return TaskError(outcomes, e)
+    return outcomes
+
+
+class Executor(Protocol):
+    def run(
+        self, ctx: Context, tasks: list[Task], spread: bool = True
+    ) -> Iterator[list[Outcome] | TaskError]:
+        """Run every task (`spread`: worth spreading over processes); yield each one's result as
+        it finishes."""
+        ...
+
+
+def machine_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """Tasks in this process when one at a time would do, else in a pool of fresh processes
+    (spawned: polars' thread pool does not survive fork), admitting a task only while the
+    estimated peaks of those running fit `memory_budget` bytes."""
+
+    def __init__(self, workers: int | None = None, memory_budget: int = 4 * 2**30) -> None:
+        self.workers = workers or machine_workers()
+        self.memory_budget = memory_budget
+
+    def run(
+        self, ctx: Context, tasks: list[Task], spread: bool = True
+    ) -> Iterator[list[Outcome] | TaskError]:
+        if self.workers <= 1 or len(tasks) <= 1 or not spread:
+            for task in tasks:
+                result = run_task(ctx, task)
+                yield result
+                if isinstance(result, TaskError):
+                    return
+            return
+        # Progress bars of several processes would overwrite each other.
+        quiet = dataclasses.replace(ctx, progress=False)
+        pending = sorted(tasks, key=lambda t: -t.memory)  # the largest first, not left to run alone
+        pool_ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=min(self.workers, len(tasks)), mp_context=pool_ctx, max_tasks_per_child=1
+        ) as pool:
+            running: dict[Future, Task] = {}
+            failed = False
+            while pending or running:
+                while pending and len(running) < self.workers and not failed:
+                    load = sum(t.memory for t in running.values())
+                    if running and load + pending[0].memory > self.memory_budget:
+                        break
+                    task = pending.pop(0)
+                    running[pool.submit(run_task, quiet, task)] = task
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    running.pop(fut)
+                    result = fut.result()
+                    failed = failed or isinstance(result, TaskError)
+                    yield result
+
+
+class RayExecutor:
+    """Each task a Ray task (one CPU, its memory estimate reserved) on the cluster at `address`
+    (`auto`: the one `ray start` runs here; None: a local instance, or the one already joined)."""
+
+    def __init__(self, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'unimm[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+
+    def run(
+        self, ctx: Context, tasks: list[Task], spread: bool = True
+    ) -> Iterator[list[Outcome] | TaskError]:
+        ray = self.ray
+        remote = ray.remote(run_task)
+        quiet = dataclasses.replace(ctx, progress=False)
+        ctx_ref = ray.put(quiet)
+        refs = [
+            remote.options(num_cpus=1, memory=t.memory or None, max_retries=0).remote(ctx_ref, t)
+            for t in tasks
+        ]
+        while refs:
+            done, refs = ray.wait(refs, num_returns=1)
+            yield ray.get(done[0])
+
+
+def make_executor(kind: str, workers: int | None, memory_gb: float, ray_address: str | None) -> Executor:
+    """The executor a config names."""
+    if kind == "ray":
+        return RayExecutor(ray_address)
+    return LocalExecutor(workers, int(memory_gb * 2**30))

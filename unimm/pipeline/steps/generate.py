@@ -1,0 +1,68 @@
+"""generate, per partition: merged records -> dialogues (template, llama.cpp or an OpenAI-compatible
+server), with the partition's append-only response cache so a killed run re-sends nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from unimm.generate import GenerateConfig, generate_chats
+from unimm.generate.dispatch import is_transient
+from unimm.merge import read_partition
+from unimm.pipeline.step import Context, Scope, Step, StepResult
+from unimm.tables import chats_to_frame, failures_to_frame
+from unimm.workdir import write_parquet_atomic
+
+
+def record_budgets(ctx: Context, pids: list[str]) -> dict[str, int]:
+    """With `generate.limit`, how many records each partition generates (the first N overall)."""
+    remaining = ctx.cfg.generate.limit
+    if remaining is None:
+        return {}
+    out: dict[str, int] = {}
+    for pid in pids:
+        rows = int(pl.scan_parquet(ctx.layout.merged_part(pid)).select(pl.len()).collect().item())
+        out[pid] = min(rows, remaining)
+        remaining -= out[pid]
+    return out
+
+
+class GenerateStep(Step):
+    name = "generate"
+    scope = Scope.PARTITION
+
+    def config(self, ctx: Context) -> GenerateConfig:
+        return ctx.cfg.generate
+
+    def key(self, ctx: Context, unit: str) -> list[object]:
+        # Without --limit the partition is the unit: nothing of it is read unless the step runs.
+        return [ctx.cfg.generate, ctx.derived.prompt_fp, ctx.budgets.get(unit)]
+
+    def outputs(self, ctx: Context, unit: str) -> list[Path]:
+        return [ctx.layout.chats(self.name, unit), ctx.layout.failures(unit)]
+
+    def process(self, ctx: Context, unit: str) -> StepResult:
+        lay = ctx.layout
+        records = read_partition(lay.merged_part(unit), n_rows=ctx.budgets.get(unit))
+        cfg = ctx.cfg.generate.model_copy(update={"limit": None})
+        res = generate_chats(records, cfg, lay.generate_cache(unit), progress=ctx.progress)
+        write_parquet_atomic(chats_to_frame(res.chats), lay.chats(self.name, unit))
+        write_parquet_atomic(failures_to_frame(res.failures), lay.failures(unit))
+        s = res.summary
+        transient = sum(is_transient(f.reason) for f in res.failures)
+        return StepResult(
+            input=len(records),
+            output=len(res.chats),
+            dropped=dict(Counter(f"generation:{f.reason}" for f in res.failures)),
+            extra={
+                "requests_sent": s.requests_sent,
+                "cache_hits": s.cache_hits,
+                "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens,
+                "transient_failures": transient,
+            },
+            # A server outage is not a result: those requests are re-sent by the next run.
+            complete=transient == 0,
+        )
