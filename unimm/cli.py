@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from unimm.commands import STAGE_MODULES
 from unimm.errors import UnimmError
@@ -31,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="unimm")
     except UnimmError as e:
+        from rich.console import Console
+
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {e}", markup=True)
         sys.exit(e.exit_code)
 

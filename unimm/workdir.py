@@ -26,11 +26,12 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from unimm.errors import WorkDirBusyError
+
+if TYPE_CHECKING:  # polars only for the annotation: `unimm --help` imports this module
+    import polars as pl
 
 DEFAULT_WORK = Path("work")
 LOCK_NAME = ".lock"

@@ -7,7 +7,6 @@ import contextlib
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from unimm.sources import DEFAULT_DATA_ROOT, parse_sources
 
@@ -57,6 +56,8 @@ def register(app: typer.Typer) -> None:
         agreement) on every dialogue of CORPUS; print a summary and write OUT/verdicts.parquet,
         OUT/summary.json and OUT/report.html."""
         # imported here: polars, webdataset and matplotlib would slow every other command
+        from rich.console import Console
+
         from unimm.audit import AuditOptions, run_audit
         from unimm.audit.report import print_summary
         from unimm.config import load_config

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from unimm.commands.runstage import CONFIG, EXECUTOR, RAY_ADDRESS, SET, WORK, run_stage
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def print_summary(summary, console: Console | None = None) -> None:  # noqa: ANN001 (MergeSummary)
     """Images by number of sources and by combination, and how many qualify for UniMM-Chat."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     t = Table(
         title=f"merge: {summary.images_kept:,} of {summary.images_total:,} images kept, "

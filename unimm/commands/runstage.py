@@ -9,13 +9,14 @@ freely on one work dir.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from unimm.workdir import DEFAULT_WORK
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 CONFIG = typer.Option(
     None,
@@ -40,6 +41,8 @@ _STATUS_STYLE = {"ran": "[green]{}[/]", "cached": "[dim]{}[/]", "incomplete": "[
 
 def print_report(report: Any, console: Console) -> None:
     """Steps (status, seconds, input -> output, drops), rejections by reason, where the shards are."""
+    from rich.table import Table
+
     t = Table(title="pipeline")
     for col in ("step", "status", "units", "seconds", "in", "out", "dropped", "tallies"):
         t.add_column(col, justify="right" if col in ("units", "seconds", "in", "out") else "left")
@@ -85,6 +88,8 @@ def run_stage(
 ) -> Any:
     """Load the config (file, else the work dir's, else defaults; then flags), run the selected
     steps under the work-dir lock and print what happened; exit 3 when the run stopped short."""
+    from rich.console import Console
+
     from unimm.config import load_config, parse_set_option
     from unimm.errors import IncompleteError
     from unimm.pipeline.layout import Layout

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from unimm.schema import EXPORTED
-
 
 def schema_documents() -> dict[str, str]:
     """File name -> JSON text for every exported model (stable formatting, trailing newline)."""
+    from unimm.schema import EXPORTED  # pydantic models: not for `unimm --help`
+
     return {
         f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
         for name, model in EXPORTED.items()

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import typer
 
-from unimm.generate import GenerateConfig
-from unimm.generate.local import embedded_gguf
-from unimm.generate.prompts import prompt_set_for
-from unimm.generate.serve import check_vllm, llamacpp_command, start, stop, vllm_command
+# unimm.generate (pydantic, polars) is imported inside the commands: `unimm --help` skips it
 
 
 class _Stopped(Exception):
@@ -27,6 +24,8 @@ def _raise_stopped(signum: int, frame: object) -> None:
 def _serve_forever(proc: subprocess.Popen, base_url: str) -> None:
     """Print the URL, then stay in the foreground until the server exits or we are stopped
     (SIGTERM or Ctrl-C stop the server too)."""
+    from unimm.generate.serve import stop
+
     typer.echo(base_url)
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _raise_stopped)
@@ -43,6 +42,9 @@ def _serve_forever(proc: subprocess.Popen, base_url: str) -> None:
 
 def default_max_model_len(max_tokens: int = 1024) -> int:
     """Context that fits the shared prompt prefix, the largest record budget and the answer."""
+    from unimm.generate import GenerateConfig
+    from unimm.generate.prompts import prompt_set_for
+
     cfg = GenerateConfig(backend="openai", model="serve", max_tokens=max_tokens)
     need = prompt_set_for(cfg).prefix_tokens + cfg.token_budget + max_tokens + 256
     # Estimates are model-free; round up to a power of two to leave tokenizer slack.
@@ -71,6 +73,8 @@ def register(app: typer.Typer) -> None:
         extra: list[str] = typer.Option(None, help="More `vllm serve` arguments (repeatable)."),
     ) -> None:
         """Start `vllm serve` with prefix caching and a deep batch; prints the base URL when ready."""
+        from unimm.generate.serve import check_vllm, start, vllm_command
+
         check_vllm()
         cmd = vllm_command(
             model,
@@ -99,6 +103,9 @@ def register(app: typer.Typer) -> None:
         log: Path = typer.Option(None, help="Server log file (default: discarded)."),
     ) -> None:
         """Start llama-cpp-python's server on a GGUF (CPU); prints the base URL when ready."""
+        from unimm.generate.local import embedded_gguf
+        from unimm.generate.serve import llamacpp_command, start
+
         path = model_path or embedded_gguf()
         cmd = llamacpp_command(path, host=host, port=port, n_ctx=n_ctx, model_alias=model_alias)
         base_url = f"http://{host}:{port}/v1"

@@ -9,7 +9,6 @@ import typer
 
 from unimm.commands.runstage import CONFIG, PROGRESS, SET, WORK, run_stage
 from unimm.errors import ConfigError
-from unimm.shards import verify_shards
 
 
 class ExportFormat(str, Enum):
@@ -65,6 +64,8 @@ def register(app: typer.Typer) -> None:
         shard_dir: Path = typer.Argument(..., help="Directory with shards + manifest.json."),
     ) -> None:
         """Check shards against manifest.json (bytes, sha256, samples, JSON, keys, images); exit 2 on mismatch."""
+        from unimm.shards import verify_shards
+
         rep = verify_shards(shard_dir)
         typer.echo(f"ok: {rep.shards} shards, {rep.samples} samples ({rep.images} images), {rep.bytes} bytes")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +26,8 @@ def register(app: typer.Typer) -> None:
         """Summarise a shard folder: dialogues, turns, lengths, sources, rejections, dup rate, grounding;
         writes a self-contained HTML report with plots."""
         # imported here: webdataset (which pulls in torch) and polars would slow every other command
+        from rich.console import Console
+
         from unimm.report import load_corpus, summarize
         from unimm.report.console import print_summary
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unimm.train.config import TINY
+from unimm.train import TINY
 
 
 def register(app: typer.Typer) -> None:

@@ -8,3 +8,6 @@ Modules: `config` (ModelConfig, TrainConfig), `tokenizer` (GGUF / Hugging Face t
 `template` (chat rendering, label masking, truncation), `data` (shard streaming, decode, collate),
 `model` (encoders, adapters, LMs), `checkpoint` (atomic save / safe load), `loop` (`train`).
 """
+
+# Here rather than in `config` so that `unimm train --help` shows the default without importing pydantic.
+TINY = "tiny"  # the built-in vision encoder / LLM (for CPU tests) instead of a Hugging Face folder

@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unimm.errors import ConfigError
+from unimm.train import TINY
 
-TINY = "tiny"
 Stage = Literal["pretrain", "sft"]
 Adapter = Literal["mlp", "query"]
 
