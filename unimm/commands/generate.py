@@ -112,27 +112,94 @@ def register(app: typer.Typer) -> None:
 
     @app.command("estimate")
     def estimate_cmd(
+        config: Path = CONFIG,
         work: Path = WORK,
         throughput: float = typer.Option(
-            None, help="Decode throughput in completion tokens/s (default: published vLLM 8B/H100 figure)."
+            None,
+            min=0.001,
+            help="Decode throughput in completion tokens/s per GPU (default: measured with --calibrate, "
+            "else MLPerf Inference v5.1's Llama-3.1-8B on one H100, 5,103).",
         ),
-        max_tokens: int = typer.Option(1024),
-        token_budget: int = typer.Option(1536),
-        prompt_set: str = typer.Option("unimm_chat"),
-        prompt_version: str = typer.Option("v1"),
-        prompts_dir: Path = typer.Option(None),
+        calibrate: int = typer.Option(
+            None,
+            "--calibrate",
+            min=1,
+            help="Generate the first N merged records for real with the configured backend (throwaway "
+            "cache) and extrapolate tokens and hours from what they cost.",
+        ),
+        llm: str = typer.Option(
+            None, help="Backend for --calibrate: local | openai (default: the config's)."
+        ),
+        model: str = typer.Option(None, help="Model name (openai: as the server serves it)."),
+        model_path: Path = typer.Option(None, help="GGUF for --llm local (default: embedded SmolLM2-135M)."),
+        base_url: list[str] = typer.Option(None, help="OpenAI-compatible base URL (repeatable)."),
+        api_key_env: str = typer.Option(None, help="Env var with the API key."),
+        concurrency: int = typer.Option(None, help="Requests in flight (openai; default 64)."),
+        max_tokens: int = typer.Option(None, help="Most completion tokens per dialogue (default 1024)."),
+        temperature: float = typer.Option(None, help="Default 0.7."),
+        top_p: float = typer.Option(None, help="Default 0.95."),
+        seed: int = typer.Option(None, help="Default 0."),
+        retries: int = typer.Option(None, help="Retries of transient errors (default 5)."),
+        invalid_retries: int = typer.Option(None, help="Retries of invalid output (default 2)."),
+        timeout_s: float = typer.Option(None, help="Read timeout of one attempt (default: derived)."),
+        connect_timeout_s: float = typer.Option(None, help="Connect timeout (default 10)."),
+        request_deadline_s: float = typer.Option(None, help="Most seconds per request (default: derived)."),
+        response_format: str = typer.Option(None, help="auto | json_schema | json_object | none."),
+        prompt_set: str = typer.Option(None, help="Default unimm_chat."),
+        prompt_version: str = typer.Option(None, help="Default v1."),
+        prompts_dir: Path = typer.Option(None, help="Root of prompt sets (default: the repo's prompts/)."),
+        token_budget: int = typer.Option(None, help="Most estimated tokens of one rendered record."),
+        n_ctx: int = typer.Option(None, help="Context of the in-process model (local; default 4096)."),
+        set_: list[str] = SET,
+        as_json: bool = typer.Option(False, "--json", help="Print the estimate (and calibration) as JSON."),
     ) -> None:
-        """Expected requests, prompt/completion tokens and GPU-hours for the merged corpus."""
-        cfg = _config(
-            backend="openai", model="estimate", max_tokens=max_tokens, token_budget=token_budget,
-            prompt_set=prompt_set, prompt_version=prompt_version, prompts_dir=prompts_dir,
-        )  # fmt: skip
+        """Expected requests, prompt/completion tokens and GPU-hours for the merged corpus: from
+        stated assumptions, or measured on the first N records with --calibrate N. The generation
+        options are those of `unimm generate` (config file, else the work dir's last run, then flags)."""
+        from unimm.config import load_config, parse_set_option
+        from unimm.generate.estimate import calibrate as run_calibration
         from unimm.generate.estimate import estimate
+        from unimm.pipeline.layout import Layout
 
-        est = estimate(_merged_records(work), cfg, throughput)
-        t = Table(title="estimate", show_header=False)
-        for k, v in [
-            ("records / requests", f"{est.records:,} / {est.requests:,}"),
+        flags = {
+            "backend": llm, "model": model, "model_path": str(model_path) if model_path else None,
+            "base_urls": list(base_url) if base_url else None, "api_key_env": api_key_env,
+            "concurrency": concurrency, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+            "seed": seed, "retries": retries, "invalid_retries": invalid_retries, "timeout_s": timeout_s,
+            "connect_timeout_s": connect_timeout_s, "request_deadline_s": request_deadline_s,
+            "response_format": response_format, "prompt_set": prompt_set, "prompt_version": prompt_version,
+            "prompts_dir": str(prompts_dir) if prompts_dir else None, "token_budget": token_budget,
+            "n_ctx": n_ctx,
+        }  # fmt: skip
+        records = _merged_records(work)
+        overrides = {**{f"generate.{k}": v for k, v in flags.items()}, **parse_set_option(set_ or [])}
+        cfg = load_config(config, overrides, saved=Layout(work).config).generate
+        console = Console(highlight=False, soft_wrap=True)
+        cal = None
+        if calibrate:
+            sample = records[:calibrate]
+            err = Console(stderr=True, highlight=False, soft_wrap=True)
+            err.print(
+                f"calibrating: generating the first {len(sample)} of {len(records):,} records with "
+                f"--llm {cfg.backend} (throwaway cache) ..."
+            )
+            cal = run_calibration(sample, cfg, log=err.print)
+        est = estimate(records, cfg, throughput, cal)
+        if as_json:
+            import json
+
+            doc = {
+                "estimate": est.model_dump(mode="json"),
+                "calibration": cal.model_dump(mode="json") if cal else None,
+            }
+            print(json.dumps(doc, indent=2))
+            return
+        ranged = est.completion_tokens_low != est.completion_tokens_high
+        rows = [
+            (
+                f"records / requests{' (retries included)' if cal else ''}",
+                f"{est.records:,} / {est.requests:,}",
+            ),
             ("prompt tokens", f"{est.prompt_tokens:,}"),
             ("shared prefix tokens (cached)", f"{est.shared_prefix_tokens:,}"),
             (
@@ -142,10 +209,25 @@ def register(app: typer.Typer) -> None:
             ("completion tokens", f"{est.completion_tokens:,}"),
             ("throughput (completion tokens/s)", f"{est.throughput_tokens_per_s:,.0f}"),
             ("GPU-hours", f"{est.gpu_hours:,.3f}"),
-        ]:
+        ]
+        if ranged:
+            low_high = f"{est.completion_tokens_low:,} - {est.completion_tokens_high:,}"
+            rows.insert(5, ("completion tokens, low - high", low_high))
+            rows.append(("GPU-hours, low - high", f"{est.gpu_hours_low:,.3f} - {est.gpu_hours_high:,.3f}"))
+        if est.servers > 1:
+            rows.append((f"wall hours on {est.servers} servers", f"{est.wall_hours:,.3f}"))
+        t = Table(title="estimate (calibrated)" if cal else "estimate", show_header=False)
+        for k, v in rows:
             t.add_row(k, v)
-        console = Console(highlight=False, soft_wrap=True)
         console.print(t)
+        if cal is not None:
+            d, p = cal.dialogue_spread, cal.prompt_spread
+            console.print(
+                f"measured on {cal.records} records: {cal.completion_tokens_per_s:,.1f} completion tokens/s, "
+                + (f"{d.mean:,.0f} completion tokens per dialogue (sd {d.sd:,.0f}, p10/p50/p90 "
+                   f"{d.p10:,.0f}/{d.p50:,.0f}/{d.p90:,.0f}), " if d else "no valid dialogue, ")
+                + (f"{p.mean:,.0f} prompt tokens per request" if p else "no prompt-token counts")
+            )  # fmt: skip
         console.print(f"throughput: {est.throughput_source}")
         for a in est.assumptions:
             console.print(f"assumption: {a}")

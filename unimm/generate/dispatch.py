@@ -194,7 +194,7 @@ async def send_all(
             async with sem:
                 entry = await call_validated(backend, group[0], cfg, rng, stats)
             if is_cacheable(entry):
-                cache.put(entry)  # durable before the request counts as done
+                await cache.aput(entry)  # durable before the request counts as done
             entries[group[0].rid] = entry
             bar.advance(len(group))
 
