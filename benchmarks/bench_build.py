@@ -117,10 +117,10 @@ def main() -> None:
     same = digest(out) == reference
     print(f"  killed at {moments} s; same shards: {same}", flush=True)
 
-    ingest_merge = sum(s for n, s, _ in stages if n in ("ingest", "merge"))
+    ingest_merge = sum(s for n, s, _ in stages if n.split("/")[0] in ("ingest", "merge"))
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for name, s, g in stages:
-        by_kind.setdefault(name.split("-")[0], []).append((s, g))
+        by_kind.setdefault(name.split("/")[0], []).append((s, g))
     rows = "\n".join(
         f"| {kind} | {len(v)} | {sum(s for s, _ in v):.0f} | {max(s for s, _ in v):.0f} | {max(g for _, g in v):.2f} |"
         for kind, v in by_kind.items()
