@@ -37,6 +37,7 @@ class TaskError(NamedTuple):
 
 def run_task(ctx: Context, task: Task) -> list[Outcome] | TaskError:
     """Run `task.steps` for `task.unit` in order, stopping after a unit that could not finish."""
+    from unimm.merge import forget_partitions
     from unimm.pipeline.steps import BY_NAME
 
     outcomes: list[Outcome] = []
@@ -48,6 +49,8 @@ def run_task(ctx: Context, task: Task) -> list[Outcome] | TaskError:
                 break
     except UnimmError as e:
         return TaskError(outcomes, e)
+    finally:
+        forget_partitions()  # the partition's records served its chain; free them
     return outcomes
 
 
