@@ -9,11 +9,12 @@ at full scale); tests validate sample rows back through the pydantic models.
 
 from __future__ import annotations
 
+import io
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import polars as pl
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from unimm.schema import (
     Annotation,
@@ -88,9 +89,21 @@ def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     return df.select(exprs)
 
 
+def _models_to_frame(adapter: TypeAdapter, items: list, schema: pl.Schema) -> pl.DataFrame:
+    # One JSON document serialised by pydantic-core and parsed by polars: a third of the time of
+    # a Python dict per row.
+    if not items:
+        return pl.DataFrame(schema=schema)
+    return pl.read_json(io.BytesIO(adapter.dump_json(items)), schema=schema)
+
+
+_CHATS = TypeAdapter(list[Chat])
+_REJECTS = TypeAdapter(list[Reject])
+
+
 def chats_to_frame(chats: list[Chat]) -> pl.DataFrame:
     """unimm.schema.Chat objects -> a CHAT_SCHEMA frame (empty list gives an empty frame)."""
-    return pl.DataFrame([c.model_dump() for c in chats], schema=CHAT_SCHEMA)
+    return _models_to_frame(_CHATS, chats, CHAT_SCHEMA)
 
 
 def frame_to_chats(df: pl.DataFrame) -> list[Chat]:
@@ -100,7 +113,7 @@ def frame_to_chats(df: pl.DataFrame) -> list[Chat]:
 
 def rejects_to_frame(rejects: list[Reject]) -> pl.DataFrame:
     """unimm.schema.Reject objects -> a REJECT_SCHEMA frame (empty list gives an empty frame)."""
-    return pl.DataFrame([r.model_dump() for r in rejects], schema=REJECT_SCHEMA)
+    return _models_to_frame(_REJECTS, rejects, REJECT_SCHEMA)
 
 
 def frame_to_rejects(df: pl.DataFrame) -> list[Reject]:
