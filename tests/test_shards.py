@@ -229,3 +229,83 @@ def test_cli_shards_verify_export(tmp_path, realdata, images, cli):
     assert cli("verify", out).returncode == 0
     r = cli("verify", tmp_path / "nowhere")
     assert r.returncode == 2 and "manifest not found" in r.stderr
+
+
+def test_member_headers_are_tarfiles(tmp_path):
+    """The writer's headers are the ones tarfile writes for the same member (pax format)."""
+    from unimm.shards.writer import _Headers, member_header
+
+    def tarfile_header(name: str, size: int, mtime: int) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w|") as tf:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = size, mtime, 0o444, "unimm", "unimm"
+            tf.addfile(ti)
+        return buf.getvalue()[: -2 * 512].rstrip(b"\0")
+
+    names = ["a.jpg", "k" * 99 + ".", "k" * 101, "é.json", "日本.jpg", "a/b c.json", "x\x7f.png"]
+    for mtime in (0, 1_700_000_000, 8**11):  # the last needs a pax record
+        headers = _Headers(mtime)
+        for name in names:
+            for size in (0, 1, 511, 512, 10**9, 8**11 - 1, 8**11):
+                h = headers(name, size)
+                assert h == member_header(name, size, mtime)
+                assert h.rstrip(b"\0") == tarfile_header(name, size, mtime)
+
+
+@pytest.mark.parametrize("bufsize", [1000, 1 << 20])
+def test_same_bytes_as_webdataset_tarwriter(tmp_path, realdata, images, monkeypatch, bufsize):
+    """The one-pass writer writes exactly the tar webdataset's TarWriter wrote for the same samples
+    (members in extension order: .jpg before .json, .json before .png), whatever the buffer size,
+    and the manifest's sha256 is the file's."""
+    import webdataset as wds
+
+    from unimm.shards import writer
+
+    monkeypatch.setattr(writer, "_BUFSIZE", bufsize)
+    root = tmp_path / "img"
+    (root / "sub").mkdir(parents=True)
+    for rel in images[:4]:
+        (root / Path(rel).name).write_bytes((realdata / rel).read_bytes())
+    (root / "sub" / "p.png").write_bytes(bytes(range(256)) * 9)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "aligned.jpeg").write_bytes(b"q" * 1024)
+    files = [Path(r).name for r in images[:4]] + ["sub/p.png", "empty.jpg", "aligned.jpeg"]
+    ids = ["coco_" + "a" * 120, "coco_" + "k" * 91, "x_b", "x_c", "x_d", "x_e", "x_f"]  # long: pax names
+    chats = [make_chat(i, PAIRS, image_file=f) for i, f in zip(ids, files, strict=True)]
+    cfg = ShardConfig(maxcount=3, mtime=1234, fsync=False)
+    man = write_shards(chats, tmp_path / "out", cfg, root)
+    planned, _ = writer.plan_samples(chats, root, cfg)
+    groups = writer.split_shards(planned, cfg)
+    assert len(groups) == len(man.shards) == 3
+    for entry, group in zip(man.shards, groups, strict=True):
+        expect = tmp_path / f"wds-{entry.name}"
+        with open(expect, "wb") as f:
+            tw = wds.TarWriter(f, user="unimm", group="unimm", mode=0o444, mtime=cfg.mtime, encoder=False)
+            for s in group:
+                tw.write(
+                    {
+                        "__key__": s.chat.id,
+                        "json": s.json,
+                        writer.image_ext(s.image.name): s.image.read_bytes(),
+                    }
+                )
+            tw.close()
+        got = tmp_path / "out" / entry.name
+        assert got.read_bytes() == expect.read_bytes()
+        assert entry.sha256 == sha(got) and entry.bytes == got.stat().st_size
+
+
+def test_failed_shard_write_leaves_no_temp_file_or_thread(tmp_path, realdata, images, monkeypatch):
+    import threading
+
+    from unimm.shards import writer
+
+    def shrank(self, fd, size, name):
+        raise OSError(f"{name}: the file shrank while it was being written to a shard")
+
+    monkeypatch.setattr(writer._TarSink, "copy_from", shrank)
+    with pytest.raises(OSError, match="shrank"):
+        write_shards(corpus(images), tmp_path, ShardConfig(maxcount=5, fsync=False), realdata)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "unimm-shard-sha256"]
