@@ -1,21 +1,35 @@
-"""Near-duplicate dedup at UniMM-Chat scale: unimm's vectorised MinHash LSH vs datasketch.
+"""Near-duplicate dedup at UniMM-Chat scale: unimm's vectorised MinHash LSH vs rensa and datasketch.
 
 A seeded synthetic corpus (117k dialogues, ~1.1M turns, Zipf vocabulary) with a known share of
-planted near duplicates (a copy with ~3% of its words replaced). unimm runs on the full corpus in
-a subprocess (wall time and peak RSS of the process tree via _common.measure); datasketch
-(MinHash + MinHashLSH, same num_perm, bands and rows, same shingles) runs on a subsample, because
-its pure-Python hashing would take hours on the full set, and its per-document throughput is
-scaled. Recall = planted pairs found / planted pairs, with the same verification threshold.
+planted near duplicates (a copy with ~3% of its words replaced). Every implementation runs on the
+full corpus in its own subprocess (wall time and peak RSS of the process tree via _common.measure),
+the three alternating, `--runs` times each; the table gives medians.
 
-    python benchmarks/bench_dedup.py [--quick]
+The anchors get what unimm gets: the same texts (already normalised: lower-case words separated by
+single spaces and newlines, so `text.split()` gives the words unimm's \\w+ tokeniser finds), the
+same word 3-gram shingles (the words joined by spaces), num_perm, bands x rows and seed, and their
+LSH candidates are verified with their own Jaccard estimate at the same threshold:
+- rensa (Rust): `RMinHash.from_token_sets` + `RMinHashLSH` (`insert_many`, `query_all`), as its
+  README and docstrings show; the shingle lists are built in Python and streamed to it.
+- datasketch: `MinHash.bulk` + `MinHashLSH` with params=(bands, rows), full set (no subsample).
+
+Recall = planted pairs among the verified pairs. Precision = verified pairs whose true Jaccard of
+the shingle sets (exact, in Python) reaches the threshold, over all verified pairs (a seeded sample
+of 20,000 if there are more): an unplanted pair is a false positive only if it is not a near
+duplicate in fact.
+
+    python benchmarks/bench_dedup.py [--quick] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import machine_line, measure, update_section  # noqa: E402
 
 NUM_PERM, BANDS, SHINGLE, THRESHOLD = 128, 32, 3, 0.7
+SEED = 1
+IMPLS = ("unimm", "rensa", "datasketch")
+LABELS = {
+    "unimm": "unimm (numpy: byte-level tokeniser, one-permutation hashing in rounds, one-sort LSH)",
+    "rensa": "rensa (Rust R-MinHash + RMinHashLSH)",
+    "datasketch": "datasketch (MinHash.bulk + MinHashLSH)",
+}
 
 
 def make_corpus(n_docs: int, seed: int = 0, dup_frac: float = 0.05) -> tuple[list[str], np.ndarray, int]:
@@ -65,115 +86,203 @@ def make_corpus(n_docs: int, seed: int = 0, dup_frac: float = 0.05) -> tuple[lis
     return texts, np.array(planted, dtype=np.int64), turns
 
 
-def recall(found_pairs: set[tuple[int, int]], planted: np.ndarray) -> float:
-    return sum((int(a), int(b)) in found_pairs for a, b in planted) / max(1, len(planted))
+def shingles(text: str) -> list[str]:
+    """Word 3-grams of a normalised text, as unimm forms them (a text of 1-2 words is one shingle)."""
+    w = text.split()
+    if len(w) < SHINGLE:
+        return [" ".join(w)] if w else []
+    return [" ".join(g) for g in zip(*(w[k:] for k in range(SHINGLE)), strict=False)]
 
 
-def worker_unimm(n: int, seed: int) -> dict:
-    from unimm.dedup import near_duplicate_roots
+def _shingle_stream(texts: list[str]) -> Iterator[list[str]]:
+    return (shingles(t) for t in texts)
 
-    texts, planted, turns = make_corpus(n, seed)
-    t0 = time.perf_counter()
-    roots, pairs, _ = near_duplicate_roots(
-        texts, num_perm=NUM_PERM, bands=BANDS, shingle=SHINGLE, threshold=THRESHOLD
+
+def run_unimm(texts: list[str]) -> set[tuple[int, int]]:
+    from unimm.dedup.minhash import near_duplicate_roots
+
+    _, pairs, _ = near_duplicate_roots(
+        texts, num_perm=NUM_PERM, bands=BANDS, shingle=SHINGLE, threshold=THRESHOLD, seed=SEED
     )
-    dt = time.perf_counter() - t0
-    found = {(int(a), int(b)) for a, b in pairs}
-    # a planted copy also counts when it landed in its original's cluster through a third doc
-    hit = sum((int(a), int(b)) in found or roots[b] == roots[a] for a, b in planted) / max(1, len(planted))
-    return {
-        "docs": len(texts),
-        "turns": turns,
-        "seconds": dt,
-        "recall": hit,
-        "rejected": int((roots != np.arange(len(texts))).sum()),
-        "planted": len(planted),
-    }
+    return set(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
 
 
-def worker_datasketch(n: int, seed: int, sub: int) -> dict:
+def run_rensa(texts: list[str]) -> set[tuple[int, int]]:
+    from rensa import RMinHash, RMinHashLSH
+
+    mh = RMinHash.from_token_sets(_shingle_stream(texts), num_perm=NUM_PERM, seed=SEED)
+    lsh = RMinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM, num_bands=BANDS)
+    lsh.insert_many(mh)
+    found = set()
+    for i, cands in enumerate(lsh.query_all(mh)):
+        for j in cands:
+            if j > i and mh[i].jaccard(mh[j]) >= THRESHOLD:
+                found.add((i, j))
+    return found
+
+
+def run_datasketch(texts: list[str]) -> set[tuple[int, int]]:
     from datasketch import MinHash, MinHashLSH
 
-    texts, planted, _ = make_corpus(n, seed)
-    # subsample: the first `sub` planted pairs plus random other docs, up to `sub` docs in total
-    rng = np.random.default_rng(seed + 1)
-    keep = set(planted[: sub // 10].ravel().tolist())
-    others = rng.permutation(len(texts))
-    for i in others:
-        if len(keep) >= sub:
-            break
-        keep.add(int(i))
-    idx = sorted(keep)
-    t0 = time.perf_counter()
-    lsh = MinHashLSH(num_perm=NUM_PERM, params=(BANDS, NUM_PERM // BANDS))
-    sigs = {}
-    for i in idx:
-        w = texts[i].lower().split()
-        m = MinHash(num_perm=NUM_PERM, seed=1)
-        m.update_batch([" ".join(w[j : j + SHINGLE]).encode() for j in range(max(1, len(w) - SHINGLE + 1))])
-        sigs[i] = m
-        lsh.insert(i, m)
-    found = set()
-    for i in idx:
-        for j in lsh.query(sigs[i]):
-            if j > i and sigs[i].jaccard(sigs[j]) >= THRESHOLD:
-                found.add((i, j))
-    dt = time.perf_counter() - t0
-    sub_planted = np.array([(a, b) for a, b in planted if a in keep and b in keep], dtype=np.int64).reshape(
-        -1, 2
+    mh = MinHash.bulk(
+        ([s.encode() for s in sh] for sh in _shingle_stream(texts)), num_perm=NUM_PERM, seed=SEED
     )
+    lsh = MinHashLSH(num_perm=NUM_PERM, params=(BANDS, NUM_PERM // BANDS))
+    with lsh.insertion_session() as session:
+        for i, m in enumerate(mh):
+            session.insert(i, m)
+    found = set()
+    for i, m in enumerate(mh):
+        for j in lsh.query(m):
+            if j > i and m.jaccard(mh[j]) >= THRESHOLD:
+                found.add((i, j))
+    return found
+
+
+def true_jaccard(texts: list[str], pairs: list[tuple[int, int]]) -> np.ndarray:
+    out = np.empty(len(pairs))
+    for k, (i, j) in enumerate(pairs):
+        a, b = set(shingles(texts[i])), set(shingles(texts[j]))
+        out[k] = len(a & b) / max(1, len(a | b))
+    return out
+
+
+def _status_mb(field: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (Linux), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS count of this process (Linux), so that VmHWM measures what
+    follows rather than the corpus generation."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def worker(impl: str, n: int, seed: int) -> dict:
+    texts, planted, turns = make_corpus(n, seed)
+    run = {"unimm": run_unimm, "rensa": run_rensa, "datasketch": run_datasketch}[impl]
+    # imports are not timed (unimm.dedup pulls in polars and pydantic with the pipeline code)
+    __import__({"unimm": "unimm.dedup.minhash", "rensa": "rensa", "datasketch": "datasketch"}[impl])
+    rss_before = _status_mb("VmRSS")
+    reset = _reset_peak_rss()
+    t0, c0 = time.perf_counter(), time.process_time()
+    found = run(texts)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = _status_mb("VmHWM") if reset else None
+    planted_set = set(zip(planted[:, 0].tolist(), planted[:, 1].tolist(), strict=True))
+    checked = sorted(found)
+    if len(checked) > 20_000:
+        pick = np.random.default_rng(seed).choice(len(checked), 20_000, replace=False)
+        checked = [checked[k] for k in sorted(pick)]
+    tj = true_jaccard(texts, checked)
     return {
-        "docs": len(idx),
+        "impl": impl,
+        "docs": len(texts),
+        "turns": turns,
+        "planted": len(planted_set),
         "seconds": dt,
-        "recall": recall(found, sub_planted),
-        "planted": len(sub_planted),
+        "cpu_seconds": cpu,
+        "found": len(found),
+        "recall": len(found & planted_set) / max(1, len(planted_set)),
+        "unplanted": len(found - planted_set),
+        "precision": float((tj >= THRESHOLD).mean()) if len(tj) else 1.0,
+        "precision_checked": len(checked),
+        "min_true_jaccard": float(tj.min()) if len(tj) else None,
+        "rss_before_mb": rss_before,
+        "dedup_peak_rss_mb": peak,
     }
 
 
-def run_worker(args: list[str]) -> tuple[dict, float, float]:
-    m = measure([sys.executable, __file__, *args])
+def run_worker(impl: str, n: int, seed: int) -> dict:
+    m = measure([sys.executable, __file__, "--worker", impl, "--n", str(n), "--seed", str(seed)])
     if m.returncode != 0:
-        raise SystemExit(f"worker failed: {m.stdout[-2000:]}")
-    return json.loads(m.stdout.strip().splitlines()[-1]), m.wall_s, m.peak_rss_mb
+        raise SystemExit(f"{impl} worker failed: {m.stdout[-2000:]}")
+    out = json.loads(m.stdout.strip().splitlines()[-1])
+    out["wall"], out["rss"] = m.wall_s, m.peak_rss_mb
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="10k dialogues, datasketch on 1k")
-    ap.add_argument("--worker", choices=["unimm", "datasketch"])
+    ap.add_argument("--quick", action="store_true", help="10k dialogues")
+    ap.add_argument("--worker", choices=IMPLS)
     ap.add_argument("--n", type=int, default=117_000)
-    ap.add_argument("--sub", type=int, default=5_000)
+    ap.add_argument("--runs", type=int, default=3, help="runs of each implementation, alternating")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    if a.worker == "unimm":
-        print(json.dumps(worker_unimm(a.n, a.seed)))
+    if a.worker:
+        print(json.dumps(worker(a.worker, a.n, a.seed)))
         return
-    if a.worker == "datasketch":
-        print(json.dumps(worker_datasketch(a.n, a.seed, a.sub)))
-        return
-    n, sub = (10_000, 1_000) if a.quick else (a.n, a.sub)
-    ours, wall, rss = run_worker(["--worker", "unimm", "--n", str(n), "--seed", str(a.seed)])
-    ds, ds_wall, ds_rss = run_worker(
-        ["--worker", "datasketch", "--n", str(n), "--sub", str(sub), "--seed", str(a.seed)]
-    )
-    our_rate = ours["docs"] / ours["seconds"]
-    ds_rate = ds["docs"] / ds["seconds"]
+    n = 10_000 if a.quick else a.n
+    load_before = os.getloadavg()
+    runs: dict[str, list[dict]] = {k: [] for k in IMPLS}
+    for r in range(a.runs):
+        for impl in IMPLS:
+            res = run_worker(impl, n, a.seed)
+            runs[impl].append(res)
+            print(
+                f"run {r + 1} {impl:10s} {res['seconds']:7.2f} s  recall {res['recall']:.3f}  "
+                f"precision {res['precision']:.3f}  cpu {res['cpu_seconds']:.2f} s  "
+                f"dedup peak {res['dedup_peak_rss_mb'] or 0:,.0f} MB  wall {res['wall']:.1f} s",
+                flush=True,
+            )
+    load_after = os.getloadavg()
+
+    def med(impl: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[impl])
+
+    def med_mb(impl: str, key: str) -> str:
+        vals = [r[key] for r in runs[impl] if r[key] is not None]
+        return f"{statistics.median(vals):,.0f}" if vals else "n/a"
+
+    base = runs["unimm"][0]
+    rensa_s = med("rensa", "seconds")
+    rows = []
+    for impl in IMPLS:
+        rs = runs[impl]
+        secs = [r["seconds"] for r in rs]
+        recall = sorted({f"{r['recall']:.3f}" for r in rs})
+        precision = sorted({f"{r['precision']:.3f}" for r in rs})
+        rows.append(
+            f"| {LABELS[impl]} | {med(impl, 'seconds'):.2f} | {min(secs):.2f}-{max(secs):.2f} "
+            f"| {rensa_s / med(impl, 'seconds'):.2f}x | {' / '.join(recall)} | {' / '.join(precision)} "
+            f"| {rs[0]['found']:,} | {rs[0]['unplanted']:,} | {med(impl, 'cpu_seconds'):.2f} "
+            f"| {med_mb(impl, 'rss_before_mb')} | {med_mb(impl, 'dedup_peak_rss_mb')} "
+            f"| {med(impl, 'wall'):.1f} | {med(impl, 'rss'):,.0f} |"
+        )
+    speedup = rensa_s / med("unimm", "seconds")
     body = f"""## Near-duplicate dedup (MinHash LSH)
 
-Machine: {machine_line()}. Synthetic corpus (seed {a.seed}): {ours["docs"]:,} dialogues, {ours["turns"]:,} turns,
-{ours["planted"]:,} planted near duplicates (~3% of words replaced). num_perm {NUM_PERM}, {BANDS} bands x
-{NUM_PERM // BANDS} rows, word {SHINGLE}-gram shingles, verified at estimated Jaccard >= {THRESHOLD}.
-datasketch ran on a subsample of {ds["docs"]:,} dialogues (its pure-Python hashing would take far longer on
-the full set); its throughput is per document and scaled linearly (optimistic for datasketch: its
-LSH query cost grows with the index).
+Machine: {machine_line()}. Load average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run
+(the benchmark keeps about one core busy: more means other jobs shared the machine).
+Synthetic corpus (seed {a.seed}): {base["docs"]:,} dialogues, {base["turns"]:,} turns, {base["planted"]:,} planted
+near duplicates (~3% of words replaced). num_perm {NUM_PERM}, {BANDS} bands x {NUM_PERM // BANDS} rows, word
+{SHINGLE}-gram shingles of the same normalised text, candidates verified at estimated Jaccard >= {THRESHOLD}.
+All three on the full set, each in its own process, {a.runs} runs each alternating; medians.
+Dedup time = texts in, verified pairs out (unimm also joins them into clusters), wall clock; CPU
+= CPU seconds of the process over the same span (all its threads). RSS before = the process
+holding the corpus and the imported library; peak RSS in dedup = the kernel's high-water mark
+restarted just before the dedup call. Process wall and process-tree peak RSS (sampled by the
+parent) include generating the corpus, whose peak (~1.4 GB of Python strings) dominates them.
 
-| implementation | dialogues | dedup time (s) | dialogues/s | recall of planted pairs | process wall (s) | peak RSS (MB) |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
-| unimm (numpy, full set) | {ours["docs"]:,} | {ours["seconds"]:.1f} | {our_rate:,.0f} | {ours["recall"]:.3f} | {wall:.1f} | {rss:,.0f} |
-| datasketch MinHashLSH (subsample) | {ds["docs"]:,} | {ds["seconds"]:.1f} | {ds_rate:,.0f} | {ds["recall"]:.3f} | {ds_wall:.1f} | {ds_rss:,.0f} |
+| implementation | dedup time (s) | range (s) | vs rensa | recall of planted pairs | precision | pairs found | unplanted | CPU (s) | RSS before (MB) | peak RSS in dedup (MB) | process wall (s) | process peak RSS (MB) |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(rows)}
 
-Speed-up (dialogues/s): **{our_rate / ds_rate:.1f}x** (target >= 10x); datasketch scaled to the full set
-would need ~{ours["docs"] / ds_rate:,.0f} s. Process wall and RSS include generating the synthetic corpus.
+unimm is **{speedup:.1f}x** faster than rensa (target >= 2x) at recall {runs["unimm"][0]["recall"]:.3f} vs
+{runs["rensa"][0]["recall"]:.3f}. Precision: share of the pairs found whose exact Jaccard of the shingle
+sets is >= {THRESHOLD}. rensa and datasketch receive their shingle lists from Python (built from
+`text.split()`, streamed); that Python work is part of their time, as it is of any caller's.
 {"(--quick run: small corpus.)" if a.quick else ""}
 """
     print(body)

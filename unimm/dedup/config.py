@@ -42,7 +42,7 @@ class DedupConfig(BaseModel):
     )
     method: Literal["oph", "kperm"] = Field(
         "oph",
-        description="oph: one-permutation hashing with densification (num_perm bins, hashes each shingle once); "
+        description="oph: one-permutation hashing with optimal densification (num_perm bins, hashes each shingle once); "
         "kperm: classic MinHash with num_perm hash functions.",
     )
     chunk_elements: int = Field(

@@ -117,7 +117,7 @@ def signature_frame(local: LocalPass, cfg: DedupConfig) -> pl.DataFrame:
             "reason": [local.reasons.get(k) for k in keys],
             "hash": [hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in texts],
             "has_shingles": has,
-            "signature": sig.tolist(),
+            "signature": pl.Series("signature", sig).cast(pl.List(pl.UInt32)),
         },
         schema=SIGNATURE_SCHEMA,
     )
@@ -140,7 +140,11 @@ def corpus_duplicates(frames: list[pl.DataFrame] | pl.LazyFrame, cfg: DedupConfi
     stage2 = live.filter(pl.col("id") == first)
     out = [exact]
     if cfg.minhash and stage2.height > 1:
-        sig = np.asarray(stage2["signature"].to_list(), dtype=np.uint32).reshape(stage2.height, -1)
+        lengths = stage2["signature"].list.len()
+        if lengths.min() != cfg.num_perm or lengths.max() != cfg.num_perm:
+            raise ValueError(f"signature tables do not hold {cfg.num_perm} MinHash values per dialogue")
+        sig = stage2["signature"].explode().to_numpy().astype(np.uint32, copy=False)
+        sig = sig.reshape(stage2.height, cfg.num_perm)
         roots, _, _ = roots_from_signatures(
             sig,
             stage2["has_shingles"].to_numpy(),

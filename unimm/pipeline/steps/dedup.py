@@ -21,6 +21,7 @@ from unimm.dedup import (
 )
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.pipeline.tables import read_chats, write_chats
+from unimm.stagecache import code_fingerprint
 from unimm.workdir import write_parquet_atomic
 
 
@@ -31,6 +32,11 @@ class DedupSignStep(Step):
 
     def config(self, ctx: Context) -> DedupConfig:
         return ctx.cfg.dedup
+
+    def key(self, ctx: Context, unit: str) -> list[object]:
+        # How a signature is computed lives in code: signature tables written by other code are
+        # rebuilt, never compared with these (the later dedup steps inherit this key).
+        return [ctx.cfg.dedup, code_fingerprint("unimm.dedup")]
 
     def outputs(self, ctx: Context, unit: str) -> list[Path]:
         return [ctx.layout.chats(self.name, unit), ctx.layout.signatures(unit)]
