@@ -129,14 +129,18 @@ def test_killed_anywhere_then_rerun_gives_the_same_shards(sample_root: Path, tmp
     was never interrupted, and no temporary file is left behind."""
     args = ["build", "--config", REPO / "pipelines" / "llava_reformat.yaml", "--data-root", sample_root,
             "--work", tmp_path / "work", "--out", tmp_path / "shards"]  # fmt: skip
+    t0 = time.monotonic()
     assert run_unimm(*args).returncode == 0
+    uninterrupted = time.monotonic() - t0
     reference = _shard_bytes(tmp_path / "shards")
     shutil.rmtree(tmp_path / "work")
     shutil.rmtree(tmp_path / "shards")
 
     cmd = [sys.executable, "-m", "unimm", *map(str, args)]
     kills = 0
-    for delay in (0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8, 3.2, 3.6, 4.0):
+    # kills spread over the time an uninterrupted build takes here (each restart resumes, so
+    # later ones land in later stages)
+    for delay in [uninterrupted * k / 10 for k in range(1, 11)]:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         if proc.poll() is None:

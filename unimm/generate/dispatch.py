@@ -194,7 +194,13 @@ async def send_all(
             async with sem:
                 entry = await call_validated(backend, group[0], cfg, rng, stats)
             if is_cacheable(entry):
-                await cache.aput(entry)  # durable before the request counts as done
+                # Durable before the request counts as done. One request at a time (the
+                # in-process model, which holds the event loop while it decodes) has nothing to
+                # group, and a group commit there would wait for the next decode: write it now.
+                if backend.max_concurrency == 1:
+                    cache.put(entry)
+                else:
+                    await cache.aput(entry)
             entries[group[0].rid] = entry
             bar.advance(len(group))
 
