@@ -35,7 +35,10 @@ class ExecutorConfig(BaseModel):
         None, ge=1, description="Units run at once (local); default: the machine's cores."
     )
     memory_gb: float = Field(
-        4.0, gt=0, description="local: units start only while their estimated peaks fit this budget."
+        6.0,
+        gt=0,
+        description="local: units start only while their estimated peaks fit this budget (the rest of "
+        "the build, this process included, stays within about 8 GB at full scale).",
     )
     ray_address: str | None = Field(
         None, description="Ray cluster to join (`auto`, `ray://host:10001`); default: start a local one."

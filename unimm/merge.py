@@ -31,7 +31,9 @@ from unimm.sources import SOURCE_SPECS
 from unimm.tables import ANNOTATION_SCHEMA, MERGED_IMAGE_SCHEMA
 
 _RANK = {s: i for i, s in enumerate(SOURCES)}
-IMAGES_PER_PARTITION = 20_000
+# Small enough that two partitions' generate/filter chains (about 230 KB of Python objects per
+# image at full scale) run side by side on 2 cores within the build's 8 GB.
+IMAGES_PER_PARTITION = 10_000
 
 
 class MergeConfig(BaseModel):
@@ -42,7 +44,9 @@ class MergeConfig(BaseModel):
         default_factory=list, description="Keep only images annotated by all of these."
     )
     min_sources: int = Field(1, ge=1, description="Keep only images annotated by at least this many sources.")
-    partitions: int = Field(0, ge=0, description="Output partitions; 0 = one per ~20k images.")
+    partitions: int = Field(
+        0, ge=0, description=f"Output partitions; 0 = one per ~{IMAGES_PER_PARTITION:,} images."
+    )
 
 
 class Combination(BaseModel):

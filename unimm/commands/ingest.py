@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
             "--memory-gb",
             min=0.5,
             help="Peak memory budget: a further source starts only while the estimated peaks "
-            "(about 3x each source's JSON size) of those running fit (default 4).",
+            "(about 3x each source's JSON size) of those running fit (default: executor.memory_gb).",
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress display; only the summary table."),
         set_: list[str] = SET,

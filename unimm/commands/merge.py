@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
         min_sources: int = typer.Option(
             None, min=1, help="Keep only images annotated by at least N sources."
         ),
-        partitions: int = typer.Option(None, min=0, help="Output partitions (0 = about one per 20k images)."),
+        partitions: int = typer.Option(
+            None, min=0, help="Output partitions (0 = one per ~10,000 images, merge.IMAGES_PER_PARTITION)."
+        ),
         set_: list[str] = SET,
         executor: str = EXECUTOR,
         ray_address: str = RAY_ADDRESS,

@@ -75,7 +75,7 @@ class LocalExecutor:
     (spawned: polars' thread pool does not survive fork), admitting a task only while the
     estimated peaks of those running fit `memory_budget` bytes."""
 
-    def __init__(self, workers: int | None = None, memory_budget: int = 4 * 2**30) -> None:
+    def __init__(self, workers: int | None, memory_budget: int) -> None:
         self.workers = workers or machine_workers()
         self.memory_budget = memory_budget
 

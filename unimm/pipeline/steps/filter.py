@@ -8,6 +8,7 @@ from pathlib import Path
 from unimm.filter.judged import judge_and_filter
 from unimm.merge import load_merged
 from unimm.pipeline.step import Context, Scope, Step, StepResult
+from unimm.pipeline.steps.generate import chain_memory
 from unimm.pipeline.tables import read_chats, write_chats
 
 
@@ -28,6 +29,9 @@ class FilterStep(Step):
 
     def outputs(self, ctx: Context, unit: str) -> list[Path]:
         return [ctx.layout.chats(self.name, unit)]
+
+    def memory(self, ctx: Context, unit: str) -> int:
+        return chain_memory(ctx, unit)  # a chain may start here when generation is cached
 
     def process(self, ctx: Context, unit: str) -> StepResult:
         lay = ctx.layout
