@@ -9,19 +9,25 @@ from rich.console import Console
 from rich.table import Table
 
 from unimm.commands.runstage import CONFIG, EXECUTOR, PROGRESS, RAY_ADDRESS, SET, WORK, WORKERS, run_stage
-from unimm.errors import ConfigError
 
 
-def _config(**kw: object):  # noqa: ANN202 (GenerateConfig)
-    from pydantic import ValidationError
-
-    from unimm.generate import GenerateConfig
-
-    try:
-        return GenerateConfig(**{k: v for k, v in kw.items() if v is not None})
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"option {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
+def _generation_keys(
+    *,
+    llm: str | None,
+    model_path: Path | None,
+    base_url: list[str] | None,
+    prompts_dir: Path | None,
+    **flags: object,
+) -> dict[str, object]:
+    """The generation flags `unimm generate` and `unimm estimate` share, as `generate.*` config keys
+    (None: not given, the config's value stands)."""
+    flags.update(
+        backend=llm,
+        model_path=str(model_path) if model_path else None,
+        base_urls=list(base_url) if base_url else None,
+        prompts_dir=str(prompts_dir) if prompts_dir else None,
+    )
+    return {f"generate.{k}": v for k, v in flags.items()}
 
 
 def register(app: typer.Typer) -> None:
@@ -79,20 +85,19 @@ def register(app: typer.Typer) -> None:
         """Rewrite each merged record into one multi-turn dialogue, partition by partition
         (WORK/generate/chats-*.parquet, failures-*.parquet). Exit 3 when the server left requests
         unanswered (run again to send only those), 2 when every request failed."""
-        flags = {
-            "backend": llm, "model": model, "model_path": str(model_path) if model_path else None,
-            "base_urls": list(base_url) if base_url else None, "api_key_env": api_key_env,
-            "concurrency": concurrency, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "seed": seed, "retries": retries, "invalid_retries": invalid_retries, "timeout_s": timeout_s,
-            "connect_timeout_s": connect_timeout_s, "request_deadline_s": request_deadline_s,
-            "response_format": response_format, "prompt_set": prompt_set, "prompt_version": prompt_version,
-            "prompts_dir": str(prompts_dir) if prompts_dir else None, "token_budget": token_budget,
-            "n_ctx": n_ctx, "limit": limit, "retry_failures": retry_failures,
-        }  # fmt: skip
+        flags = _generation_keys(
+            llm=llm, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
+            concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            seed=seed, retries=retries, invalid_retries=invalid_retries, timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s, request_deadline_s=request_deadline_s,
+            response_format=response_format, prompt_set=prompt_set, prompt_version=prompt_version,
+            prompts_dir=prompts_dir, token_budget=token_budget, n_ctx=n_ctx,
+        )  # fmt: skip
+        flags.update({"generate.limit": limit, "generate.retry_failures": retry_failures})
         report = run_stage(
             config=config,
             work=work,
-            overrides={f"generate.{k}": v for k, v in flags.items()},
+            overrides=flags,
             set_=set_,
             executor=executor,
             workers=workers,
@@ -161,18 +166,16 @@ def register(app: typer.Typer) -> None:
         from unimm.generate.estimate import estimate
         from unimm.pipeline.layout import Layout
 
-        flags = {
-            "backend": llm, "model": model, "model_path": str(model_path) if model_path else None,
-            "base_urls": list(base_url) if base_url else None, "api_key_env": api_key_env,
-            "concurrency": concurrency, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "seed": seed, "retries": retries, "invalid_retries": invalid_retries, "timeout_s": timeout_s,
-            "connect_timeout_s": connect_timeout_s, "request_deadline_s": request_deadline_s,
-            "response_format": response_format, "prompt_set": prompt_set, "prompt_version": prompt_version,
-            "prompts_dir": str(prompts_dir) if prompts_dir else None, "token_budget": token_budget,
-            "n_ctx": n_ctx,
-        }  # fmt: skip
+        flags = _generation_keys(
+            llm=llm, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
+            concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            seed=seed, retries=retries, invalid_retries=invalid_retries, timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s, request_deadline_s=request_deadline_s,
+            response_format=response_format, prompt_set=prompt_set, prompt_version=prompt_version,
+            prompts_dir=prompts_dir, token_budget=token_budget, n_ctx=n_ctx,
+        )  # fmt: skip
         records = _merged_records(work)
-        overrides = {**{f"generate.{k}": v for k, v in flags.items()}, **parse_set_option(set_ or [])}
+        overrides = {**flags, **parse_set_option(set_ or [])}
         cfg = load_config(config, overrides, saved=Layout(work).config).generate
         console = Console(highlight=False, soft_wrap=True)
         cal = None

@@ -16,6 +16,7 @@ answered) keeps its outputs but gets no marker, so the next run does it again.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ class Outcome(NamedTuple):
     seconds: float = 0.0
 
 
-class Step:
+class Step(abc.ABC):
     """Base of every pipeline step (see the module docstring)."""
 
     name: ClassVar[str]
@@ -110,7 +111,9 @@ class Step:
     reads: ClassVar[str | None] = None  # the step whose dialogue tables this one reads
 
     def check(self, ctx: Context) -> None:
-        """Load and check what the config names before any step runs (InputError, ConfigError)."""
+        """Load and check what the config names before any step runs (InputError, ConfigError);
+        most steps name nothing to check."""
+        return None
 
     def config(self, ctx: Context) -> object:
         """The config this step reads (part of its key)."""
@@ -128,8 +131,9 @@ class Step:
         """What decides this unit's output besides its upstream units' fingerprints."""
         return [self.config(ctx)]
 
+    @abc.abstractmethod
     def outputs(self, ctx: Context, unit: str) -> list[Path]:
-        raise NotImplementedError
+        """The paths this unit writes under the layout (its marker lists them)."""
 
     def worth_processes(self, ctx: Context, units: list[str]) -> bool:
         """Whether these units are heavy enough to pay for worker processes (a spawned process
@@ -140,8 +144,9 @@ class Step:
         """Estimated peak bytes of one unit (0: small); executors admit units within a budget."""
         return 0
 
+    @abc.abstractmethod
     def process(self, ctx: Context, unit: str) -> StepResult:
-        raise NotImplementedError
+        """The unit's work."""
 
     # -- the one place a unit is run, counted and marked ------------------------------------------
     def cached(self, ctx: Context, unit: str, fp: str) -> StageMarker | None:
