@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -24,6 +25,7 @@ class Measured:
     peak_rss_mb: float
     returncode: int
     stdout: str
+    cpu_s: float = 0.0  # user + system seconds of the process and every descendant it waited for
 
 
 def measure(
@@ -36,6 +38,7 @@ def measure(
     """Run `cmd`; peak RSS is the largest *sum* over the process and all its children, sampled
     every 20 ms (so multi-process runs are not flattered by counting one process only).
     `timeline`, when given, receives every sample as (epoch seconds, RSS GiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
@@ -62,7 +65,9 @@ def measure(
     wall = time.perf_counter() - t0
     done.set()
     t.join()
-    return Measured(wall, peak / 2**20, proc.returncode, out)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measured(wall, peak / 2**20, proc.returncode, out, cpu)
 
 
 def machine_line() -> str:

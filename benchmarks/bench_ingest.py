@@ -1,14 +1,15 @@
 """Ingest + merge at full UniMM-Chat scale against the anchors, measured in the same run.
 
 Generates the full-size synthetic corpus in the official formats once (`python benchmarks/fullscale
---scale full`, kept in bench-data/), then measures, each in a fresh process, wall time and peak RSS
-of the whole process tree:
+--scale 1`, kept in bench-data/), then runs, in alternating rounds (3 by default), each in a fresh
+process tree, measuring wall time, CPU seconds and the peak RSS summed over the tree:
   - ../shared/anchors/naive_merge.py  (json.load + dict of lists: what research scripts do)
   - ../shared/anchors/parse_floor.py  (orjson parse of every file, nothing else)
-  - unimm ingest + unimm merge        (same files: COCO 2014 captions, VQAv2, VG image_data/regions/QA)
-and, for the full picture, unimm on all five sources (instances, OK-VQA, A-OKVQA, VG objects too).
+  - benchmarks/decode_floor.py         (msgspec decode into unimm's Structs: the parse unimm builds on)
+  - unimm ingest, then unimm merge     (same files: COCO 2014 captions, VQAv2, VG image_data/regions/QA)
+and reports medians; then, once, unimm on all five sources (instances, OK-VQA, A-OKVQA, VG objects).
 
-usage: python benchmarks/bench_ingest.py [--scale 1.0]
+usage: python benchmarks/bench_ingest.py [--scale 1.0] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -64,14 +66,29 @@ def run(name: str, cmd: list[str]) -> Measured:
     m = measure(cmd)
     if m.returncode != 0:
         sys.exit(f"{name} failed:\n{m.stdout[-3000:]}")
-    print(f"    {m.wall_s:.1f} s, {m.peak_rss_mb / 1024:.2f} GB", flush=True)
+    print(f"    {m.wall_s:.1f} s, {m.cpu_s:.1f} CPU-s, {m.peak_rss_mb / 1024:.2f} GB", flush=True)
     return m
+
+
+def unimm_pair(root: Path, work: Path, sources: str) -> tuple[Measured, Measured]:
+    """`unimm ingest` then `unimm merge` on a fresh work dir, with the defaults a user gets."""
+    shutil.rmtree(work, ignore_errors=True)
+    ing = run(
+        "unimm ingest",
+        unimm("ingest", "--data-root", str(root), "--work", str(work), "--sources", sources, "--quiet"),
+    )
+    mer = run("unimm merge", unimm("merge", "--work", str(work)))
+    return ing, mer
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     base = REPO / "bench-data"
     full = base / (f"full-{args.scale:g}")
@@ -79,80 +96,83 @@ def main() -> None:
     aroot = base / "anchor-root"
     anchor_root(full, aroot)
     json_bytes = sum((aroot / r).resolve().stat().st_size for r in ANCHOR_FILES)
+    work = base / "work-anchor"
 
-    naive = run(
-        "naive_merge",
-        [sys.executable, str(ANCHORS / "naive_merge.py"), str(aroot), str(base / "naive.jsonl")],
-    )
-    floor = run("parse_floor", [sys.executable, str(ANCHORS / "parse_floor.py"), str(aroot)])
-    w1 = base / "work-anchor"
-    shutil.rmtree(w1, ignore_errors=True)
-    ing = run(
-        "unimm ingest",
-        unimm(
-            "ingest",
-            "--data-root",
-            str(aroot),
-            "--work",
-            str(w1),
-            "--sources",
-            "coco,vqav2,vg",
-            "--jobs",
-            str(args.jobs),
-        ),
-    )
-    mer = run("unimm merge", unimm("merge", "--work", str(w1)))
-    summary = json.loads((w1 / "merged" / "summary.json").read_text())
+    runs: dict[str, list[Measured]] = {"naive": [], "orjson": [], "decode": [], "ingest": [], "merge": []}
+    for r in range(args.rounds):
+        print(f"round {r + 1} of {args.rounds}", flush=True)
+        runs["naive"].append(
+            run(
+                "naive_merge",
+                [sys.executable, str(ANCHORS / "naive_merge.py"), str(aroot), str(base / "naive.jsonl")],
+            )
+        )
+        runs["orjson"].append(
+            run("parse_floor", [sys.executable, str(ANCHORS / "parse_floor.py"), str(aroot)])
+        )
+        runs["decode"].append(
+            run("decode_floor", [sys.executable, str(HERE / "decode_floor.py"), str(aroot)])
+        )
+        ing, mer = unimm_pair(aroot, work, "coco,vqav2,vg")
+        runs["ingest"].append(ing)
+        runs["merge"].append(mer)
 
+    from unimm.merge import read_summary
+
+    summary = read_summary(work)
     w2 = base / "work-all"
-    shutil.rmtree(w2, ignore_errors=True)
-    ing_all = run(
-        "unimm ingest (5 sources)",
-        unimm(
-            "ingest",
-            "--data-root",
-            str(full),
-            "--work",
-            str(w2),
-            "--sources",
-            "coco,vqav2,okvqa,aokvqa,vg",
-            "--jobs",
-            str(args.jobs),
-        ),
-    )
-    mer_all = run("unimm merge (5 sources)", unimm("merge", "--work", str(w2)))
-    summary_all = json.loads((w2 / "merged" / "summary.json").read_text())
+    ing_all, mer_all = unimm_pair(full, w2, "coco,vqav2,okvqa,aokvqa,vg")
+    summary_all = read_summary(w2)
     all_bytes = sum(p.stat().st_size for p in full.rglob("*.json") if p.name != "unimm-sample.json")
 
-    ours = ing.wall_s + mer.wall_s
-    ours_rss = max(ing.peak_rss_mb, mer.peak_rss_mb) / 1024
-    rows_in = sum(summary["annotations_in"].values())
-    body = f"""## Ingest + merge (issue 2)
+    def wall(k: str) -> float:
+        return med([m.wall_s for m in runs[k]])
 
-Machine: {machine_line()}. Scale {args.scale:g} of the real sizes; synthetic files in the official formats
-from `python benchmarks/fullscale --scale {args.scale:g}`. All figures from one run of `make bench`
-(`benchmarks/bench_ingest.py`); peak RSS is the sum over the whole process tree, sampled every 20 ms.
+    def cpu(k: str) -> float:
+        return med([m.cpu_s for m in runs[k]])
 
-Same files for every row: COCO 2014 captions, VQAv2 train+val questions and annotations, VG image_data,
-region_descriptions, question_answers ({json_bytes / 1e9:.2f} GB of JSON, {rows_in:,} annotations).
+    def peak(k: str) -> float:
+        return med([m.peak_rss_mb for m in runs[k]]) / 1024
 
-| run | wall s | peak RSS GB | annotations/s | vs naive |
+    ours = [i.wall_s + m.wall_s for i, m in zip(runs["ingest"], runs["merge"], strict=True)]
+    ours_cpu = [i.cpu_s + m.cpu_s for i, m in zip(runs["ingest"], runs["merge"], strict=True)]
+    ours_peak = [
+        max(i.peak_rss_mb, m.peak_rss_mb) / 1024 for i, m in zip(runs["ingest"], runs["merge"], strict=True)
+    ]
+    total, total_cpu, total_peak = med(ours), med(ours_cpu), med(ours_peak)
+    ratio = wall("naive") / total
+    rows_in = sum(summary.annotations_in.values())
+    speed_ok = "met" if ratio >= 4 else "**not met**"
+    mem_ok = "met" if total_peak <= 3 else "**not met**"
+    decode_cpu = cpu("decode")
+    body = f"""## Ingest + merge (issue 11)
+
+Machine: {machine_line()}. Scale {args.scale:g} of the real sizes: synthetic files in the official formats
+from `python benchmarks/fullscale --scale {args.scale:g}`, the files the anchors read: COCO 2014 captions,
+VQAv2 train+val questions and annotations, VG image_data, region_descriptions, question_answers
+({json_bytes / 1e9:.2f} GB of JSON, {rows_in:,} annotations, {summary.images_kept:,} images).
+{args.rounds} alternating rounds (naive, orjson floor, decode floor, unimm), each command in a fresh process tree;
+medians. CPU = user + system seconds of the whole tree; peak RSS = the largest sum over the tree,
+sampled every 20 ms. unimm runs with its defaults (`unimm ingest --sources coco,vqav2,vg`, then
+`unimm merge`: the local executor, one worker per core, `executor.memory_gb` 6).
+
+| run | wall s | CPU s | peak RSS GB | vs naive (wall) |
 | --- | ---: | ---: | ---: | ---: |
-| anchors/naive_merge.py (json.load + dict of lists) | {naive.wall_s:.1f} | {naive.peak_rss_mb / 1024:.2f} | {rows_in / naive.wall_s:,.0f} | 1.00x |
-| anchors/parse_floor.py (orjson parse only) | {floor.wall_s:.1f} | {floor.peak_rss_mb / 1024:.2f} | {rows_in / floor.wall_s:,.0f} | {naive.wall_s / floor.wall_s:.2f}x |
-| unimm ingest (--jobs {args.jobs}) | {ing.wall_s:.1f} | {ing.peak_rss_mb / 1024:.2f} | | |
-| unimm merge | {mer.wall_s:.1f} | {mer.peak_rss_mb / 1024:.2f} | | |
-| **unimm ingest + merge** | **{ours:.1f}** | **{ours_rss:.2f}** | **{rows_in / ours:,.0f}** | **{naive.wall_s / ours:.2f}x** |
+| anchors/naive_merge.py (json.load + dict of lists) | {wall("naive"):.1f} | {cpu("naive"):.1f} | {peak("naive"):.2f} | 1.00x |
+| anchors/parse_floor.py (orjson parse only, one process) | {wall("orjson"):.1f} | {cpu("orjson"):.1f} | {peak("orjson"):.2f} | {wall("naive") / wall("orjson"):.2f}x |
+| benchmarks/decode_floor.py (msgspec decode into unimm's Structs, one process) | {wall("decode"):.1f} | {decode_cpu:.1f} | {peak("decode"):.2f} | {wall("naive") / wall("decode"):.2f}x |
+| unimm ingest | {wall("ingest"):.1f} | {cpu("ingest"):.1f} | {peak("ingest"):.2f} | |
+| unimm merge ({summary.partitions} partitions) | {wall("merge"):.1f} | {cpu("merge"):.1f} | {peak("merge"):.2f} | |
+| **unimm ingest + merge** | **{total:.1f}** | **{total_cpu:.1f}** | **{total_peak:.2f}** | **{ratio:.2f}x** |
 
-Target: at least 3x faster than naive in the same run, at most 4 GB peak RSS.
-Reached: **{naive.wall_s / ours:.2f}x** faster than naive ({floor.wall_s / ours:.2f}x the orjson parse floor), peak
-**{ours_rss:.2f} GB**. unimm's output is typed Parquet with provenance and exact-duplicate collapse
-({summary["images_kept"]:,} images); the naive script writes untyped JSONL.
+Targets (issue 11): at least 4x faster than naive in the same run: {speed_ok} ({ratio:.2f}x); peak RSS at most
+3 GB: {mem_ok} ({total_peak:.2f} GB). unimm writes typed Parquet with provenance and exact-duplicate collapse;
+the naive script writes untyped JSONL.
 
 All five sources (adds COCO instances, OK-VQA, A-OKVQA, VG objects; {all_bytes / 1e9:.2f} GB of JSON,
-{sum(summary_all["annotations_in"].values()):,} annotations, {summary_all["images_kept"]:,} images):
-ingest {ing_all.wall_s:.1f} s / {ing_all.peak_rss_mb / 1024:.2f} GB, merge {mer_all.wall_s:.1f} s /
-{mer_all.peak_rss_mb / 1024:.2f} GB, total {ing_all.wall_s + mer_all.wall_s:.1f} s.
+{sum(summary_all.annotations_in.values()):,} annotations, {summary_all.images_kept:,} images), one run:
+ingest {ing_all.wall_s:.1f} s / {ing_all.cpu_s:.1f} CPU-s / {ing_all.peak_rss_mb / 1024:.2f} GB, merge {mer_all.wall_s:.1f} s /
+{mer_all.cpu_s:.1f} CPU-s / {mer_all.peak_rss_mb / 1024:.2f} GB, total {ing_all.wall_s + mer_all.wall_s:.1f} s.
 """
     update_section("ingest", body)
     print(body)

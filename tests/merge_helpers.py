@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from unimm import workdir
+from unimm.ingest.runner import write_by_partition_hash
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, ImageRef
 from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA
@@ -15,5 +15,5 @@ from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA
 def write_ingest(work: Path, source: str, annotations: list[Annotation], images: list[ImageRef]) -> None:
     ann = pl.DataFrame([a.model_dump() for a in annotations], schema=ANNOTATION_SCHEMA)
     img = pl.DataFrame([i.model_dump() for i in images], schema=IMAGE_REF_SCHEMA)
-    workdir.write_parquet_atomic(ann, Layout(work).ingest_table(source))
-    workdir.write_parquet_atomic(img, Layout(work).ingest_images(source))
+    write_by_partition_hash(ann, Layout(work).ingest_table(source))
+    write_by_partition_hash(img, Layout(work).ingest_images(source))

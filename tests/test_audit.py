@@ -199,7 +199,7 @@ def test_unimm_shards_audit(tmp_path: Path, cli) -> None:
     assert v["annotated"].all()  # the shards were built from this very data root
     s = json.loads((out / "summary.json").read_text())
     assert s["dialogues"] == v.height and s["unannotated"] == 0
-    assert (work / "merged" / "summary.json").is_file()  # --work keeps the evidence
+    assert list((work / "merged").glob("part-*.parquet"))  # --work keeps the evidence
     # a template build reformats the annotations: nothing in it can be a hallucination
     assert s["hallucinated"] == 0
 

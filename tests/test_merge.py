@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import polars as pl
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unimm.errors import ConfigError, MissingStageOutputError
+from unimm.keys import partition_of
 from unimm.merge import MergeConfig, merge, merged_parts, read_summary
 from unimm.schema import Annotation, Answer, ImageRef, MergedImage
 
@@ -262,10 +262,27 @@ def test_partitions_are_stable_and_output_deterministic(work: Path, tmp_path: Pa
     assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     first = [hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
     where = {k: i for i, p in enumerate(parts) for k in pl.read_parquet(p)["image_key"]}
-    assert where == {K1: 9 % 3, K2: 25 % 3, "vg_77": 77 % 3}
+    # the partition of a key never changes between machines or versions (a range of its hash)
+    assert where == {K1: 1, K2: 1, "vg_77": 2} == {k: partition_of(k, 3) for k in where}
     merge(work, MergeConfig(partitions=3))
     assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in merged_parts(work)] == first
     assert not [p for p in (work / "merged").iterdir() if p.name.startswith(".")]
+    # fewer partitions: those of the earlier count go, and the summary counts every image once
+    s = merge(work, MergeConfig(partitions=2))
+    assert [p.name for p in merged_parts(work)] == ["part-00000.parquet", "part-00001.parquet"]
+    assert read_summary(work) == s and s.images_total == 3 and s.partitions == 2
+
+
+def test_a_partition_reads_only_its_hash_range(work: Path):
+    """Each partition merges only the rows of its hash range, and together they equal one
+    partition over everything."""
+    whole = merge(work, MergeConfig(partitions=1))
+    one = {m.image_key: m for m in _records(work).values()}
+    split = merge(work, MergeConfig(partitions=7))
+    assert _records(work) == one
+    assert split.model_dump(exclude={"partitions"}) == whole.model_dump(exclude={"partitions"})
+    for i, part in enumerate(merged_parts(work)):
+        assert all(partition_of(k, 7) == i for k in pl.read_parquet(part)["image_key"])
 
 
 def test_merge_before_ingest_is_a_clear_error(tmp_path: Path, cli):
@@ -283,7 +300,7 @@ def test_cli_prints_summary(tmp_path: Path, cli):
     assert r.returncode == 0, r.stderr
     r = cli("merge", "--work", work, "--min-sources", "2")
     assert r.returncode == 0, r.stderr
-    summary = json.loads((work / "merged" / "summary.json").read_text())
+    summary = read_summary(work).model_dump()
     assert f"{summary['images_kept']} of {summary['images_total']} images kept" in r.stdout
     assert summary["images_kept"] < summary["images_total"] and "coco+" in r.stdout
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from unimm.merge import merged_parts
+from unimm.merge import merged_parts, read_summary
 from unimm.schema import MergedImage
 
 
@@ -29,7 +28,7 @@ def test_sample_ingest_merge_via_cli(sample_work, cli):
     data, work = sample_work
     r = cli("merge", "--work", work)
     assert r.returncode == 0, r.stderr
-    summary = json.loads((work / "merged" / "summary.json").read_text())
+    summary = read_summary(work).model_dump(mode="json")
     assert summary["sources"] == ["coco", "vqav2", "okvqa", "aokvqa", "vg"]
     assert summary["images_kept"] == summary["images_total"] >= 24
     # the sample is built so that some images carry all five sources and some only one or two
@@ -75,7 +74,7 @@ def test_real_excerpts_ingest_and_merge(realdata: Path, tmp_path: Path, cli):
     assert cli("ingest", "--data-root", data, "--work", work, "--sources", "coco,vg").returncode == 0
     r = cli("merge", "--work", work)
     assert r.returncode == 0, r.stderr
-    summary = json.loads((work / "merged" / "summary.json").read_text())
+    summary = read_summary(work).model_dump(mode="json")
     assert summary["annotations_in"]["caption"] == 400 + 395
     assert summary["annotations_in"]["region"] == 1278
     assert summary["annotations_in"]["qa"] == 721

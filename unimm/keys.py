@@ -11,6 +11,7 @@ COCO's own file names are here too (`coco_file_name`, `coco_file_name_expr`, par
 from __future__ import annotations
 
 import re
+import string
 from pathlib import PurePosixPath
 
 import polars as pl
@@ -76,12 +77,48 @@ def vg_key_expr(vg_id: str | pl.Expr, coco_id: str | pl.Expr) -> pl.Expr:
     )
 
 
+# Partitions are ranges of a 32-bit hash of the image number, so that a table sorted by the hash
+# (each ingest table is) hands any partition of any partition count to merge as one contiguous
+# run of row groups. Fibonacci hashing: multiply by 2^64/phi, keep the top 32 bits.
+PARTITION_HASH = "_part_hash"
+_FIB = 0x9E3779B97F4A7C15
+_VG_OFFSET = 1 << 40  # keeps vg_<n> apart from coco_<n>
+
+
+def _image_number(image_key: str) -> int:
+    n = int(image_key.rsplit("_", 1)[-1])  # every key is <prefix>_<digits>
+    return n if image_key.startswith("coco_") else n + _VG_OFFSET
+
+
+def image_number_expr(col: str = "image_key") -> pl.Expr:
+    """Polars: the 64-bit number of a `<prefix>_<digits>` key (COCO and VG numbers kept apart);
+    cheaper than the string as a group key."""
+    key = pl.col(col)
+    # prefixes are lower-case words: stripping their letters is 3x cheaper than a regex
+    digits = key.str.strip_chars_start(string.ascii_lowercase + "_").cast(pl.Int64)
+    return pl.when(key.str.starts_with("coco_")).then(digits).otherwise(digits + _VG_OFFSET)
+
+
+def partition_hash(image_key: str) -> int:
+    """The 32-bit partition hash of an image key: same on every machine and version."""
+    return ((_image_number(image_key) * _FIB) % (1 << 64)) >> 32
+
+
+def partition_hash_expr(col: str = "image_key") -> pl.Expr:
+    """Polars version of partition_hash (UInt32)."""
+    n = image_number_expr(col).cast(pl.UInt64)
+    return ((n * pl.lit(_FIB, pl.UInt64)) // pl.lit(1 << 32, pl.UInt64)).cast(pl.UInt32)
+
+
 def partition_of(image_key: str, partitions: int) -> int:
-    """Stable partition of an image key (the numeric tail mod N): same on every machine and version."""
-    digits = image_key.rsplit("_", 1)[-1]
-    return int(digits) % partitions if digits.isdigit() else sum(image_key.encode()) % partitions
+    """Partition of an image key among `partitions`: the hash's range it falls in."""
+    return (partition_hash(image_key) * partitions) >> 32
 
 
-def partition_expr(partitions: int, col: str = "image_key") -> pl.Expr:
-    """Polars version of partition_of for keys of the form <prefix>_<digits>."""
-    return pl.col(col).str.extract(r"_(\d+)$", 1).cast(pl.Int64) % partitions
+def partition_range(partition: int, partitions: int) -> tuple[int, int]:
+    """The hashes [lo, hi) of one partition (partition_of is `p` exactly for these)."""
+
+    def lo(p: int) -> int:
+        return -(-(p << 32) // partitions)  # smallest h with h * partitions >> 32 >= p
+
+    return lo(partition), lo(partition + 1)

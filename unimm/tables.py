@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
 
+from unimm.keys import PARTITION_HASH
 from unimm.schema import (
     Annotation,
     Answer,
@@ -60,8 +61,12 @@ def _optional(annotation: Any) -> bool:
 
 
 ANSWER_DTYPE = polars_dtype(Answer)
-ANNOTATION_SCHEMA = table_schema(Annotation)  # work/ingest/<source>.parquet
-IMAGE_REF_SCHEMA = table_schema(ImageRef)  # work/ingest/<source>.images.parquet
+ANNOTATION_SCHEMA = table_schema(Annotation)  # an ingester's rows
+IMAGE_REF_SCHEMA = table_schema(ImageRef)
+# work/ingest/<source>.parquet and .images.parquet: those rows plus the partition hash of their
+# image, which the tables are sorted by (merge reads one partition's range of it)
+INGEST_ANNOTATION_SCHEMA = pl.Schema({**ANNOTATION_SCHEMA, PARTITION_HASH: pl.UInt32()})
+INGEST_IMAGE_SCHEMA = pl.Schema({**IMAGE_REF_SCHEMA, PARTITION_HASH: pl.UInt32()})
 MERGED_IMAGE_SCHEMA = table_schema(MergedImage)  # work/merged/part-*.parquet
 CHAT_SCHEMA = table_schema(Chat)  # chats: generation output, filter input
 REJECT_SCHEMA = table_schema(Reject)  # rejects/<step>/<unit>.parquet

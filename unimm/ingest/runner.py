@@ -10,10 +10,28 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import polars as pl
+
 from unimm.ingest.base import IngestResult, kind_counts
 from unimm.ingest.registry import INGESTERS
+from unimm.keys import PARTITION_HASH, partition_hash_expr
 from unimm.pipeline.layout import Layout
-from unimm.workdir import write_parquet_atomic
+from unimm.workdir import atomic_path
+
+# Rows per row group of an ingest table: merge reads one partition's hash range, and the row
+# groups around its two ends are read whole, so smaller groups waste less (but compress worse).
+ROW_GROUP_ROWS = 65_536
+
+
+def write_by_partition_hash(df: pl.DataFrame, path: Path) -> None:
+    """Write `df` with its partition hash, sorted by it (stable: file order kept per image), so
+    that each merge partition reads only the row groups of its hash range."""
+    df = df.with_columns(partition_hash_expr().alias(PARTITION_HASH)).sort(
+        PARTITION_HASH, maintain_order=True
+    )
+    with atomic_path(path) as tmp:
+        # lz4: an intermediate table, read back once per partition, decodes 25% faster than zstd
+        df.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=ROW_GROUP_ROWS)
 
 
 def ingest_source(source: str, data_root: Path, table: Path, images: Path) -> IngestResult:
@@ -21,8 +39,8 @@ def ingest_source(source: str, data_root: Path, table: Path, images: Path) -> In
     nothing is written)."""
     t0 = time.perf_counter()
     tables = INGESTERS[source].read(Path(data_root))
-    write_parquet_atomic(tables.annotations, table)
-    write_parquet_atomic(tables.images, images)
+    write_by_partition_hash(tables.annotations, table)
+    write_by_partition_hash(tables.images, images)
     return IngestResult(
         source=source,
         files=tables.files,

@@ -9,6 +9,7 @@ A task is a chain of steps for one unit (e.g. generate -> filter -> dedup_sign f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -56,9 +57,10 @@ def run_task(ctx: Context, task: Task) -> list[Outcome] | TaskError:
 
 class Executor(Protocol):
     def run(
-        self, ctx: Context, tasks: list[Task], spread: bool = True
+        self, ctx: Context, tasks: list[Task], spread: bool = True, reuse: bool = False
     ) -> Iterator[list[Outcome] | TaskError]:
-        """Run every task (`spread`: worth spreading over processes); yield each one's result as
+        """Run every task (`spread`: worth spreading over processes; `reuse`: a worker process
+        may run several, as their units leave little memory behind); yield each one's result as
         it finishes."""
         ...
 
@@ -68,6 +70,21 @@ def machine_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _child_threads(threads: int) -> Iterator[None]:
+    """Processes spawned meanwhile size polars' thread pool to their share of the cores (each
+    would start one thread per core: the workers' threads would then contend for them)."""
+    name = "POLARS_MAX_THREADS"
+    before = os.environ.get(name)
+    if before is None:
+        os.environ[name] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
 
 
 class LocalExecutor:
@@ -80,7 +97,7 @@ class LocalExecutor:
         self.memory_budget = memory_budget
 
     def run(
-        self, ctx: Context, tasks: list[Task], spread: bool = True
+        self, ctx: Context, tasks: list[Task], spread: bool = True, reuse: bool = False
     ) -> Iterator[list[Outcome] | TaskError]:
         if self.workers <= 1 or len(tasks) <= 1 or not spread:
             for task in tasks:
@@ -93,9 +110,15 @@ class LocalExecutor:
         quiet = dataclasses.replace(ctx, progress=False)
         pending = sorted(tasks, key=lambda t: -t.memory)  # the largest first, not left to run alone
         pool_ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=min(self.workers, len(tasks)), mp_context=pool_ctx, max_tasks_per_child=1
-        ) as pool:
+        workers = min(self.workers, len(tasks))
+        # A fresh process per task returns a finished chain's memory to the system, at ~0.5
+        # CPU-s of imports a task; units that leave little behind share their workers.
+        with (
+            _child_threads(max(1, machine_workers() // workers)),
+            ProcessPoolExecutor(
+                max_workers=workers, mp_context=pool_ctx, max_tasks_per_child=None if reuse else 1
+            ) as pool,
+        ):
             running: dict[Future, Task] = {}
             failed = False
             while pending or running:
@@ -129,7 +152,7 @@ class RayExecutor:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
     def run(
-        self, ctx: Context, tasks: list[Task], spread: bool = True
+        self, ctx: Context, tasks: list[Task], spread: bool = True, reuse: bool = False
     ) -> Iterator[list[Outcome] | TaskError]:
         ray = self.ray
         remote = ray.remote(run_task)

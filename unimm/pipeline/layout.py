@@ -3,7 +3,7 @@
     config.json                         the pipeline config of the last run (secrets left out)
     ingest/<source>.parquet             Annotation rows       ingest/<source>.images.parquet  ImageRef rows
     ingest/<source>.json                what was read (files, rows per kind)
-    merged/part-<pid>.parquet           MergedImage rows      merged/summary.json
+    merged/part-<pid>.parquet           MergedImage rows      merged/summary-<pid>.json
     generate/chats-<pid>.parquet        Chat rows             generate/failures-<pid>.parquet
     generate/cache/<pid>/               the partition's append-only response cache (resume)
     filter/chats-<pid>.parquet          kept Chat rows
@@ -65,9 +65,8 @@ class Layout:
     def merged_dir(self) -> Path:
         return self.root / "merged"
 
-    @property
-    def merged_summary(self) -> Path:
-        return self.merged_dir / "summary.json"
+    def merged_summary(self, pid: str) -> Path:
+        return self.merged_dir / f"summary-{pid}.json"
 
     def merged_part(self, pid: str) -> Path:
         return self.merged_dir / f"part-{pid}.parquet"

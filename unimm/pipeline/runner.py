@@ -124,7 +124,8 @@ def _groups(steps: list[Step]) -> list[list[Step]]:
     """Consecutive steps of one scope run as a chain per unit (corpus steps one by one)."""
     groups: list[list[Step]] = []
     for s in steps:
-        if groups and s.scope is groups[-1][0].scope and s.scope is not Scope.CORPUS:
+        chained = groups and s.scope is groups[-1][0].scope and not groups[-1][-1].ends_chain
+        if chained and s.scope is not Scope.CORPUS:
             groups[-1].append(s)
         else:
             groups.append([s])
@@ -240,8 +241,10 @@ def run_pipeline(
             names = ", ".join(dict.fromkeys(n for t in tasks for n in t.steps))
             log(f"[bold]{names}[/] running: {len(tasks)} unit(s)")
         error = None
-        spread = BY_NAME[tasks[0].steps[0]].worth_processes(ctx, [t.unit for t in tasks]) if tasks else False
-        for result in executor.run(ctx, tasks, spread):
+        first = BY_NAME[tasks[0].steps[0]] if tasks else None
+        spread = first.worth_processes(ctx, [t.unit for t in tasks]) if first else False
+        reuse = all(BY_NAME[n].reuses_processes for t in tasks for n in t.steps)
+        for result in executor.run(ctx, tasks, spread, reuse):
             done_outcomes = result.outcomes if isinstance(result, TaskError) else result
             for o in done_outcomes:
                 outcomes[o.step].append(o)

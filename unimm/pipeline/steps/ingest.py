@@ -9,8 +9,8 @@ from unimm.ingest import INGESTERS, check_inputs, ingest_source
 from unimm.ingest.runner import estimated_peak, input_bytes
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.sources import SOURCE_SPECS
-from unimm.stagecache import files_fingerprint
-from unimm.tables import ANNOTATION_SCHEMA
+from unimm.stagecache import code_fingerprint, files_fingerprint
+from unimm.tables import INGEST_ANNOTATION_SCHEMA
 from unimm.workdir import atomic_path
 
 # below this much JSON, starting worker processes costs more than it saves
@@ -28,9 +28,14 @@ class IngestStep(Step):
     def key(self, ctx: Context, unit: str) -> list[object]:
         root = ctx.cfg.data_root
         files = [root / f.path for f in SOURCE_SPECS[unit].files() if (root / f.path).exists()]
-        # The table schema is part of the key: a unimm that ingests more fields must not reuse
-        # tables written without them.
-        return [__version__, str(ANNOTATION_SCHEMA), files_fingerprint(files)]
+        # The table schema and the partition hash are part of the key: a unimm that ingests more
+        # fields, or sorts by another hash, must not reuse tables written without them.
+        return [
+            __version__,
+            str(INGEST_ANNOTATION_SCHEMA),
+            code_fingerprint("unimm.keys"),
+            files_fingerprint(files),
+        ]
 
     def outputs(self, ctx: Context, unit: str) -> list[Path]:
         lay = ctx.layout
