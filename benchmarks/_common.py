@@ -3,6 +3,7 @@ tree, and rewrite one marked section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -75,6 +76,16 @@ def machine_line() -> str:
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
     )
+
+
+RESULTS = REPO / "bench-data" / "results"
+
+
+def record(name: str, **figures: object) -> None:
+    """Keep a benchmark's headline figures (bench-data/results/NAME.json) for the summary table
+    `run_all.py` writes after the run."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"at": time.time(), **figures}, indent=2) + "\n")
 
 
 def update_section(name: str, body: str) -> None:

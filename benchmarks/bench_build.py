@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psutil
-from _common import machine_line, measure, update_section
+from _common import machine_line, measure, record, update_section
 from bench_ingest import ensure_corpus
 
 
@@ -156,6 +156,7 @@ ingest + merge ({ingest_merge:.0f} s); issue 11's target is <= 3x.
 {killed_line(moments, same)}
 """
     update_section("build", body)
+    record("build", wall_s=wall, ingest_merge_s=ingest_merge, peak_gb=peak, ratio=wall / ingest_merge)
     if same is False:
         sys.exit("the killed-and-resumed build wrote different shards")
 

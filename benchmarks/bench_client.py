@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import machine_line, update_section  # noqa: E402
+from benchmarks._common import machine_line, record, update_section  # noqa: E402
 
 N = 2_000
 CONCURRENCY = (16, 64, 256)
@@ -305,6 +305,9 @@ def main() -> None:
     md = "\n".join(lines)
     print(md)
     update_section("client", md)
+    record(
+        "client", best_rps=best, h100_rps=h100_rps, h100s=best / h100_rps, default_tok_s=DEFAULT_THROUGHPUT
+    )
 
 
 if __name__ == "__main__":

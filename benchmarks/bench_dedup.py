@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine_line, measure, update_section  # noqa: E402
+from _common import machine_line, measure, record, update_section  # noqa: E402
 
 NUM_PERM, BANDS, SHINGLE, THRESHOLD = 128, 32, 3, 0.7
 SEED = 1
@@ -287,6 +287,16 @@ sets is >= {THRESHOLD}. rensa and datasketch receive their shingle lists from Py
 """
     print(body)
     update_section("dedup", body)
+    record(
+        "dedup",
+        unimm_s=med("unimm", "seconds"),
+        rensa_s=rensa_s,
+        datasketch_s=med("datasketch", "seconds"),
+        unimm_recall=runs["unimm"][0]["recall"],
+        rensa_recall=runs["rensa"][0]["recall"],
+        datasketch_recall=runs["datasketch"][0]["recall"],
+        ratio=speedup,
+    )
 
 
 if __name__ == "__main__":

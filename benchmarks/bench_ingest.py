@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from _common import REPO, Measured, machine_line, measure, update_section
+from _common import REPO, Measured, machine_line, measure, record, update_section
 
 HERE = Path(__file__).resolve().parent
 ANCHORS = REPO.parent / "shared" / "anchors"
@@ -175,6 +175,17 @@ ingest {ing_all.wall_s:.1f} s / {ing_all.cpu_s:.1f} CPU-s / {ing_all.peak_rss_mb
 {mer_all.cpu_s:.1f} CPU-s / {mer_all.peak_rss_mb / 1024:.2f} GB, total {ing_all.wall_s + mer_all.wall_s:.1f} s.
 """
     update_section("ingest", body)
+    record(
+        "ingest",
+        wall_s=total,
+        cpu_s=total_cpu,
+        peak_gb=total_peak,
+        naive_s=wall("naive"),
+        naive_cpu_s=cpu("naive"),
+        naive_peak_gb=peak("naive"),
+        decode_cpu_s=decode_cpu,
+        ratio=ratio,
+    )
     print(body)
 
 

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from _common import machine_line, update_section  # noqa: E402
+from _common import machine_line, record, update_section  # noqa: E402
 
 from unimm.schema import Chat, GeneratorInfo, Turn  # noqa: E402
 from unimm.shards import ShardConfig, write_shards  # noqa: E402
@@ -185,6 +185,7 @@ thread; the temp file reopened with O_TRUNC, which makes ext4 start writeback on
 """
     print(body)
     update_section("shards", body)
+    record("shards", unimm_s=ours["median"], tarfile_s=plain["median"], ratio=ratio, samples=n, bytes=nbytes)
 
 
 if __name__ == "__main__":

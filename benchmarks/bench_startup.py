@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import machine_line, measure, update_section  # noqa: E402
+from benchmarks._common import machine_line, measure, record, update_section  # noqa: E402
 
 TARGET_S = 0.3
 
@@ -132,6 +132,11 @@ def main() -> None:
         "which Typer imports to coerce option values; the one-command Typer app pays the same.",
     ]
     update_section("startup", "\n".join(body))
+    record(
+        "startup",
+        help_s=statistics.median(walls["`unimm --help`"]),
+        build_help_s=statistics.median(walls["`unimm build --help`"]),
+    )
     print("\n".join(body))
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import polars as pl
 
-from unimm.ingest.runner import write_by_partition_hash
+from unimm.ingest.base import annotations_frame, images_frame
+from unimm.ingest.runner import write_ingest_table
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, ImageRef
 from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA
@@ -15,5 +16,5 @@ from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA
 def write_ingest(work: Path, source: str, annotations: list[Annotation], images: list[ImageRef]) -> None:
     ann = pl.DataFrame([a.model_dump() for a in annotations], schema=ANNOTATION_SCHEMA)
     img = pl.DataFrame([i.model_dump() for i in images], schema=IMAGE_REF_SCHEMA)
-    write_by_partition_hash(ann, Layout(work).ingest_table(source))
-    write_by_partition_hash(img, Layout(work).ingest_images(source))
+    write_ingest_table(annotations_frame(ann), Layout(work).ingest_table(source))
+    write_ingest_table(images_frame(img), Layout(work).ingest_images(source))

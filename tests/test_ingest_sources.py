@@ -28,7 +28,8 @@ def rows(work: Path, source: str) -> list[Annotation]:
     df = pl.read_parquet(Layout(work).ingest_table(source))
     assert df.schema == INGEST_ANNOTATION_SCHEMA
     assert df[PARTITION_HASH].to_list() == [partition_hash(k) for k in df["image_key"]]
-    assert df[PARTITION_HASH].is_sorted()
+    # sorted runs (one per file and kind) that merge's partitions read by row-group statistics
+    assert (df[PARTITION_HASH].diff() < 0).sum() < 10
     return [Annotation.model_validate(r) for r in df.drop(PARTITION_HASH).iter_rows(named=True)]
 
 

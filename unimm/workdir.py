@@ -238,10 +238,10 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         _remove(tmp)
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
+def write_parquet_atomic(df: pl.DataFrame, path: Path, compression: str = "zstd") -> Path:
     """Write a Parquet file so that readers see the whole file or none of it."""
     with atomic_path(path) as tmp:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
+        df.write_parquet(tmp, compression=compression, statistics=True)  # type: ignore[arg-type]
     return Path(path)
 
 

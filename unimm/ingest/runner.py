@@ -14,21 +14,18 @@ import polars as pl
 
 from unimm.ingest.base import IngestResult, kind_counts
 from unimm.ingest.registry import INGESTERS
-from unimm.keys import PARTITION_HASH, partition_hash_expr
 from unimm.pipeline.layout import Layout
 from unimm.workdir import atomic_path
 
 # Rows per row group of an ingest table: merge reads one partition's hash range, and the row
-# groups around its two ends are read whole, so smaller groups waste less (but compress worse).
+# groups around its ends (and those spanning two runs) are read whole, so smaller groups waste
+# less (but compress worse).
 ROW_GROUP_ROWS = 65_536
 
 
-def write_by_partition_hash(df: pl.DataFrame, path: Path) -> None:
-    """Write `df` with its partition hash, sorted by it (stable: file order kept per image), so
-    that each merge partition reads only the row groups of its hash range."""
-    df = df.with_columns(partition_hash_expr().alias(PARTITION_HASH)).sort(
-        PARTITION_HASH, maintain_order=True
-    )
+def write_ingest_table(df: pl.DataFrame, path: Path) -> None:
+    """Write an ingest table: runs sorted by partition hash (`base.annotations_frame`), in row
+    groups whose hash statistics let each merge partition skip all but its own range."""
     with atomic_path(path) as tmp:
         # lz4: an intermediate table, read back once per partition, decodes 25% faster than zstd
         df.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=ROW_GROUP_ROWS)
@@ -39,8 +36,8 @@ def ingest_source(source: str, data_root: Path, table: Path, images: Path) -> In
     nothing is written)."""
     t0 = time.perf_counter()
     tables = INGESTERS[source].read(Path(data_root))
-    write_by_partition_hash(tables.annotations, table)
-    write_by_partition_hash(tables.images, images)
+    write_ingest_table(tables.annotations, table)
+    write_ingest_table(tables.images, images)
     return IngestResult(
         source=source,
         files=tables.files,

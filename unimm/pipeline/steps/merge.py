@@ -17,6 +17,17 @@ MERGE_BASE_BYTES = 250 * 2**20
 MERGE_BYTES_PER_TABLE_BYTE = 8
 
 
+_counts: dict[tuple, int] = {}
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, 0)  # partition_count names the missing table
+    return (st.st_mtime_ns, st.st_size)
+
+
 class MergeStep(Step):
     name = "merge"
     scope = Scope.PARTITION
@@ -29,7 +40,13 @@ class MergeStep(Step):
         return ctx.cfg.merge.model_copy(update={"sources": ctx.cfg.merge.sources or ctx.cfg.sources})
 
     def units(self, ctx: Context) -> list[str]:
-        return [partition_id(p) for p in range(partition_count(ctx.work, self.config(ctx)))]
+        cfg = self.config(ctx)
+        # Asked for once per unit by the runner: count the images once per set of image tables.
+        tables = [ctx.layout.ingest_images(s) for s in cfg.sources or []]
+        stamp = (str(ctx.work), cfg.model_dump_json(), *((t, *_stat(t)) for t in tables))
+        if stamp not in _counts:
+            _counts[stamp] = partition_count(ctx.work, cfg)
+        return [partition_id(p) for p in range(_counts[stamp])]
 
     def key(self, ctx: Context, unit: str) -> list[object]:
         return [self.config(ctx), len(self.units(ctx))]
