@@ -8,6 +8,7 @@ region-description turn. It is the baseline and the fast path for tests.
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 from unimm.generate.prompts import canonical_json
 from unimm.generate.render import consensus_answer, format_box
@@ -53,18 +54,17 @@ def template_dialogue(record: MergedImage, max_turns: int) -> DialogueResponse |
         caption = record.captions[h % len(record.captions)].text
         prompt = DESCRIBE_PROMPTS[(h >> 16) % len(DESCRIBE_PROMPTS)]
         describe.append(DialogueTurn(question=prompt, answer=caption))
+    room = max_turns - len(describe)
+    # Only the turns that fit are built: a VG image has hundreds of regions, a dialogue a few.
+    answered = ((qa, consensus_answer(qa)) for qa in record.qas)
     qas = [
         DialogueTurn(question=f"{qa.question}\n{SHORT_ANSWER}", answer=answer)
-        for qa in record.qas
-        if (answer := consensus_answer(qa))
+        for qa, answer in itertools.islice(((q, a) for q, a in answered if a), max(room, 0))
     ]
+    boxed = ((r, format_box(r.bbox)) for r in record.regions)
     regions = [
-        DialogueTurn(question=REGION_PROMPT.format(box=format_box(r.bbox)), answer=r.text)
-        for r in record.regions
-        if format_box(r.bbox)
+        DialogueTurn(question=REGION_PROMPT.format(box=box), answer=r.text)
+        for r, box in itertools.islice(((r, b) for r, b in boxed if b), max(room - len(qas), 0))
     ]
-    room = max_turns - len(describe)
-    qas = qas[:room]
-    regions = regions[: max(room - len(qas), 0)]
     turns = describe + qas + regions
     return DialogueResponse(turns=turns) if turns else None

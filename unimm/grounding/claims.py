@@ -11,6 +11,7 @@ answers), so evidence and claims are read alike.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -85,7 +86,7 @@ _NT = re.compile(r"n['\u2019]t\b")
 _POSSESSIVE = re.compile(r"['\u2019]s\b")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Claim:
     """One object mention and what the sentence says about it."""
 
@@ -205,9 +206,22 @@ def sentence_claims(sentence: str, vocab: Vocabulary) -> list[Claim]:
     return out
 
 
+# The same texts come back again and again: an annotation is read as evidence and restated by the
+# dialogue, and region phrases, answers and questions repeat across images. Claims are frozen, so
+# the claims of a text are computed once per vocabulary (and process) and shared.
+_MEMO_LIMIT = 500_000
+_memo: weakref.WeakKeyDictionary[Vocabulary, dict[str, tuple[Claim, ...]]] = weakref.WeakKeyDictionary()
+
+
 def text_claims(text: str, vocab: Vocabulary) -> list[Claim]:
     """Claims of every sentence of `text`."""
-    return [c for s in sentences(text) for c in sentence_claims(s, vocab)]
+    memo = _memo.setdefault(vocab, {})
+    claims = memo.get(text)
+    if claims is None:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()  # bounded memory: start over rather than grow with the corpus
+        claims = memo[text] = tuple(c for s in sentences(text) for c in sentence_claims(s, vocab))
+    return list(claims)
 
 
 def text_numbers(text: str) -> list[int]:
