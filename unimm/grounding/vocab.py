@@ -81,6 +81,8 @@ class Vocabulary:
         self._suppressed_by = {k: frozenset(v) for k, v in doc.get("suppressed_by", {}).items()}
         self._support_only = frozenset(doc.get("support_only", []))
         self._max_len = max(len(key) for key in self._index)
+        # most words start no entry: one set lookup rules them out before any phrase is tried
+        self._first_words = frozenset(key[0] for key in self._index)
 
     @staticmethod
     def _claim(table: dict[str, str], key: str, name: str) -> None:
@@ -107,6 +109,8 @@ class Vocabulary:
 
     def _match(self, tokens: list[str], i: int) -> tuple[int, _Entry] | None:
         """Longest (length, entry) starting at token i, or None."""
+        if tokens[i] not in self._first_words:
+            return None
         for n in range(min(self._max_len, len(tokens) - i), 0, -1):
             entry = self._index.get(tuple(tokens[i : i + n]))
             if entry is not None:
@@ -140,6 +144,8 @@ class Vocabulary:
         return self._apply_suppression(found)
 
     def _apply_suppression(self, found: list[Mention]) -> list[Mention]:
+        if not any(m.surface in self._suppressed_by for m in found):
+            return found
         named = {m.canonical for m in found}
         return [m for m in found if not (self._suppressed_by.get(m.surface, frozenset()) & named)]
 
