@@ -195,7 +195,7 @@ def _per_image(items: pl.LazyFrame, name: str) -> pl.DataFrame:
 
 
 def build_merged(
-    work: Path, sources: list[str], hashes: tuple[int, int] = (0, 1 << 32)
+    work: Path, sources: list[str], hashes: tuple[int, int]
 ) -> tuple[pl.DataFrame, dict[str, int], int]:
     """The ingested annotations of `sources` whose partition hash is in `hashes` -> one row per
     image (MergedImage columns).

@@ -149,4 +149,4 @@ class AokvqaIngester(Ingester):
             file_name.alias("file_name"),
             pl.col("image_id").alias("coco_id"),
         )
-        return annotations_frame(ann), images_frame(img)
+        return ann, images_frame(img)  # ann: two runs, each sorted and conformed
