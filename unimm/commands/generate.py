@@ -10,21 +10,24 @@ from rich.table import Table
 
 from unimm.commands.runstage import CONFIG, EXECUTOR, PROGRESS, RAY_ADDRESS, SET, WORK, WORKERS, run_stage
 
+# The generation options `unimm generate` and `unimm estimate` share, named as `generate.*` keys
+# except for these four, which the commands spell for the command line.
+_SHARED_FLAGS = (
+    "model", "concurrency", "max_tokens", "temperature", "top_p", "seed", "retries",
+    "invalid_retries", "timeout_s", "connect_timeout_s", "request_deadline_s", "response_format",
+    "prompt_set", "prompt_version", "token_budget", "n_ctx",
+)  # fmt: skip
 
-def _generation_keys(
-    *,
-    llm: str | None,
-    model_path: Path | None,
-    base_url: list[str] | None,
-    prompts_dir: Path | None,
-    **flags: object,
-) -> dict[str, object]:
-    """The generation flags `unimm generate` and `unimm estimate` share, as `generate.*` config keys
-    (None: not given, the config's value stands)."""
+
+def _generation_keys(args: dict[str, object]) -> dict[str, object]:
+    """The shared generation flags among a command's arguments (`locals()`), as `generate.*`
+    config keys (None: not given, the config's value stands)."""
+    flags = {k: args[k] for k in _SHARED_FLAGS}
+    model_path, base_url, prompts_dir = args["model_path"], args["base_url"], args["prompts_dir"]
     flags.update(
-        backend=llm,
+        backend=args["llm"],
         model_path=str(model_path) if model_path else None,
-        base_urls=list(base_url) if base_url else None,
+        base_urls=list(base_url) if base_url else None,  # type: ignore[call-overload]
         prompts_dir=str(prompts_dir) if prompts_dir else None,
     )
     return {f"generate.{k}": v for k, v in flags.items()}
@@ -85,14 +88,7 @@ def register(app: typer.Typer) -> None:
         """Rewrite each merged record into one multi-turn dialogue, partition by partition
         (WORK/generate/chats-*.parquet, failures-*.parquet). Exit 3 when the server left requests
         unanswered (run again to send only those), 2 when every request failed."""
-        flags = _generation_keys(
-            llm=llm, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
-            concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            seed=seed, retries=retries, invalid_retries=invalid_retries, timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s, request_deadline_s=request_deadline_s,
-            response_format=response_format, prompt_set=prompt_set, prompt_version=prompt_version,
-            prompts_dir=prompts_dir, token_budget=token_budget, n_ctx=n_ctx,
-        )  # fmt: skip
+        flags = _generation_keys(locals())
         flags.update({"generate.limit": limit, "generate.retry_failures": retry_failures})
         report = run_stage(
             config=config,
@@ -166,14 +162,7 @@ def register(app: typer.Typer) -> None:
         from unimm.generate.estimate import estimate
         from unimm.pipeline.layout import Layout
 
-        flags = _generation_keys(
-            llm=llm, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
-            concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            seed=seed, retries=retries, invalid_retries=invalid_retries, timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s, request_deadline_s=request_deadline_s,
-            response_format=response_format, prompt_set=prompt_set, prompt_version=prompt_version,
-            prompts_dir=prompts_dir, token_budget=token_budget, n_ctx=n_ctx,
-        )  # fmt: skip
+        flags = _generation_keys(locals())
         records = _merged_records(work)
         overrides = {**flags, **parse_set_option(set_ or [])}
         cfg = load_config(config, overrides, saved=Layout(work).config).generate
