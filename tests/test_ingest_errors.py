@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from unimm.errors import InputError, MissingFilesError
-from unimm.ingest import check_inputs, run_ingest
+from unimm.ingest import check_inputs, run_ingest, vg
 from unimm.ingest.jsonio import split_path
 from unimm.pipeline.layout import Layout
 
@@ -80,6 +80,41 @@ def test_wrong_type_nested_in_vg_list(data: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError) as e:
         run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
     assert (e.value.record, e.value.field) == ("[0].regions[1]", "x")
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda d: d[-1]["regions"][0].pop("phrase"), ("regions[0]", "phrase")),
+        (lambda d: d[-1].pop("id"), (None, "id")),
+    ],
+)
+def test_errors_of_vg_items_decoded_one_chunk_at_a_time(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change, where
+) -> None:
+    """The regions file is decoded a chunk of items at a time (jsonio.decode_array): errors still
+    name the item's index in the whole file."""
+    monkeypatch.setattr(vg, "CHUNK_IMAGES", 2)
+    f = data / "vg" / "region_descriptions.json"
+    last = len(json.loads(f.read_text())) - 1
+    edit(f, change)
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    sub, field = where
+    assert (e.value.file, e.value.record, e.value.field) == (
+        str(f),
+        f"[{last}]" + (f".{sub}" if sub else ""),
+        field,
+    )
+    assert not (tmp_path / "work" / "ingest" / "vg.parquet").exists()
+
+
+def test_vg_regions_file_cut_short(data: Path, tmp_path: Path) -> None:
+    f = data / "vg" / "region_descriptions.json"
+    f.write_bytes(f.read_bytes().rstrip()[:-2])  # cut off the end of the last item
+    with pytest.raises(InputError) as e:
+        run_ingest(data, tmp_path / "work", ["vg"], jobs=1)
+    assert e.value.file == str(f) and "invalid JSON" in e.value.message
 
 
 def test_bad_answer_confidence_is_rejected(data: Path, tmp_path: Path) -> None:

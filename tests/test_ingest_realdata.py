@@ -47,6 +47,20 @@ def work(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_vg_tables_do_not_depend_on_the_decode_chunk(
+    work: Path, realdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VG files are decoded and turned into columns a chunk of images at a time: one image a
+    chunk gives the very same tables as the default chunk (here: all images in one)."""
+    from unimm.ingest import vg
+
+    monkeypatch.setattr(vg, "CHUNK_IMAGES", 1)
+    other = tmp_path / "work"
+    run_ingest(data_root(realdata, tmp_path), other, ["vg"], jobs=1)
+    for table in (Layout(work).ingest_table("vg"), Layout(work).ingest_images("vg")):
+        assert pl.read_parquet(other / table.relative_to(work)).equals(pl.read_parquet(table)), table.name
+
+
 def test_coco_counts(work: Path) -> None:
     df = pl.read_parquet(Layout(work).ingest_table("coco"))
     train = df.filter(pl.col("split") == "train2017")

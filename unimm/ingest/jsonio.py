@@ -6,12 +6,15 @@ without being materialised). Structs are declared `gc=False`: they hold no cycle
 millions of them out of the cyclic GC is what makes decoding the 5.4M VG regions affordable.
 
 Memory: the raw bytes are released as soon as the decode returns, so a file's peak is roughly
-its decoded Structs (~3x the file size for VG regions) plus the columns built from them.
+its decoded Structs (~3x the file size for VG regions) plus the columns built from them. A file
+that is one large array can instead be decoded a chunk of items at a time (`decode_array`): its
+peak is then the file's bytes plus one chunk's Structs.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -53,14 +56,51 @@ def _line_col(data: bytes, pos: int) -> str:
     return f"line {line}, column {col}"
 
 
+def _read(path: Path, name: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(name, f"cannot read: {e.strerror or e}") from e
+
+
 def decode_file(path: Path, typ: type[T], display: str | None = None) -> T:
     """Decode one JSON file into `typ`; any problem becomes one InputError naming file, record, field."""
     name = display or str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise InputError(name, f"cannot read: {e.strerror or e}") from e
-    return decode_bytes(data, typ, name)
+    return decode_bytes(_read(path, name), typ, name)
+
+
+def decode_array(path: Path, item: type[T], chunk: int) -> Iterator[tuple[int, list[T]]]:
+    """Decode a file that is one JSON array, `chunk` items at a time: yields (index of the
+    chunk's first item, its items). The whole file is syntax-checked and split into raw items
+    (views into its bytes) first, so a broken file fails before anything is yielded; each chunk's
+    Structs exist only until the caller moves on. Errors are those of `decode_file`, with the
+    item's index in the record."""
+    name = str(path)
+    raws = decode_bytes(_read(path, name), list[msgspec.Raw], name)
+    dec = _decoder(item)
+    for start in range(0, len(raws), chunk):
+        items = []
+        for i in range(start, min(start + chunk, len(raws))):
+            try:
+                items.append(dec.decode(raws[i]))
+            except msgspec.ValidationError as e:
+                raise _validation_error(e, name, f"[{i}]") from None
+        yield start, items
+
+
+def _validation_error(e: msgspec.ValidationError, name: str, at: str = "") -> InputError:
+    """The InputError of a msgspec validation error; `at` prefixes the record path (an item's
+    index when the item was decoded on its own)."""
+    m = _AT.match(str(e))
+    assert m is not None  # the pattern matches any string
+    msg, raw_path = m.group("msg"), at + (m.group("path") or "")
+    record, field = split_path(raw_path)
+    missing = _MISSING.search(msg)
+    if missing:
+        if record is None and field is not None:  # missing key inside a top-level object
+            record = field
+        field = missing.group("field")
+    return InputError(name, msg, record=record, field=field)
 
 
 def decode_bytes(data: bytes, typ: type[T], name: str) -> T:
@@ -68,16 +108,7 @@ def decode_bytes(data: bytes, typ: type[T], name: str) -> T:
     try:
         return _decoder(typ).decode(data)
     except msgspec.ValidationError as e:
-        m = _AT.match(str(e))
-        assert m is not None  # the pattern matches any string
-        msg, raw_path = m.group("msg"), m.group("path") or ""
-        record, field = split_path(raw_path)
-        missing = _MISSING.search(msg)
-        if missing:
-            if record is None and field is not None:  # missing key inside a top-level object
-                record = field
-            field = missing.group("field")
-        raise InputError(name, msg, record=record, field=field) from None
+        raise _validation_error(e, name) from None
     except msgspec.DecodeError as e:
         msg = str(e)
         pos = _BYTE.search(msg)

@@ -16,9 +16,10 @@ object found only there (or every object, when `objects.json` is absent) still b
 object row, after those of `objects.json`: dropping it would lose an annotated, boxed object.
 
 Memory: the regions file (0.65 GB, 5.4M regions) is the largest input of the whole pipeline.
-It is decoded into slim `gc=False` Structs (~1.8 GB), then turned into Arrow columns in chunks of
-images; each chunk's Structs are released as soon as its columns exist, so the columns never
-coexist with the whole decoded document.
+Decoded whole into slim `gc=False` Structs it would take ~1.8 GB; instead the file is split into
+raw items (views into its 0.65 GB of bytes) and decoded a chunk of images at a time, each chunk
+turned into Arrow columns and its Structs dropped (`jsonio.decode_array`): the peak is the bytes,
+one chunk and the columns. QA, object and attribute files are read the same way.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from unimm.ingest.base import (
     utf8,
     utf8_lists,
 )
-from unimm.ingest.jsonio import decode_file
+from unimm.ingest.jsonio import decode_array, decode_file
 from unimm.keys import vg_key_expr
 
 CHUNK_IMAGES = 10_000
@@ -105,13 +106,12 @@ class VgAttributeImage(msgspec.Struct, gc=False):
     attributes: list[VgAttributedObject]
 
 
-def _chunked(items: list, build: Callable[[Sequence, int], pl.DataFrame]) -> pl.DataFrame:
-    """Build a frame chunk by chunk, dropping each chunk's Structs once its columns exist."""
-    parts = []
-    for start in range(0, len(items), CHUNK_IMAGES):
-        end = min(start + CHUNK_IMAGES, len(items))
-        parts.append(build(items[start:end], start))
-        items[start:end] = [None] * (end - start)
+def _chunked(path: Path, item: type, build: Callable[[Sequence, int], pl.DataFrame]) -> pl.DataFrame:
+    """Decode an array file chunk by chunk into a frame: each chunk's Structs are dropped once
+    its columns exist, so the whole file never exists decoded at once. `build` returns a chunk's
+    finished rows, so the intermediate columns (raw boxes, ids for errors) never exist for the
+    whole file either."""
+    parts = [build(chunk, start) for start, chunk in decode_array(path, item, CHUNK_IMAGES)]
     return pl.concat(parts) if parts else build([], 0)
 
 
@@ -256,11 +256,9 @@ class VgIngester(Ingester):
         )
 
     def _regions(self, path: Path, images: pl.DataFrame) -> pl.DataFrame:
-        items = decode_file(path, list[VgRegionImage])
-
         def build(chunk: Sequence[VgRegionImage], start: int) -> pl.DataFrame:
             regs = [r for im in chunk for r in im.regions]
-            return pl.DataFrame(
+            raw = pl.DataFrame(
                 {
                     "_rec": _rec_column(chunk, start, "regions"),
                     "vg_id": [im.id for im in chunk for _ in im.regions],
@@ -281,25 +279,22 @@ class VgIngester(Ingester):
                     "h": pl.Float64,
                 },
             )
+            return self._attach(raw, images, path).select(
+                "image_key",
+                pl.lit(self.name).alias("source"),
+                pl.lit("all").alias("split"),
+                pl.lit("region").alias("kind"),
+                pl.col("region_id").cast(pl.Utf8).alias("source_id"),
+                strip_expr("phrase").alias("text"),
+                bbox_expr("x", "y", "w", "h", "width", "height").alias("bbox"),
+            )
 
-        raw = _chunked(items, build)
-        del items
-        return self._attach(raw, images, path).select(
-            "image_key",
-            pl.lit(self.name).alias("source"),
-            pl.lit("all").alias("split"),
-            pl.lit("region").alias("kind"),
-            pl.col("region_id").cast(pl.Utf8).alias("source_id"),
-            strip_expr("phrase").alias("text"),
-            bbox_expr("x", "y", "w", "h", "width", "height").alias("bbox"),
-        )
+        return _chunked(path, VgRegionImage, build)
 
     def _qas(self, path: Path, images: pl.DataFrame) -> pl.DataFrame:
-        items = decode_file(path, list[VgQAImage])
-
         def build(chunk: Sequence[VgQAImage], start: int) -> pl.DataFrame:
             qas = [q for im in chunk for q in im.qas]
-            return pl.DataFrame(
+            raw = pl.DataFrame(
                 {
                     "_rec": _rec_column(chunk, start, "qas"),
                     "vg_id": [im.id for im in chunk for _ in im.qas],
@@ -309,30 +304,28 @@ class VgIngester(Ingester):
                 },
                 schema_overrides={"_rec": pl.Int64, "vg_id": pl.Int64, "qa_id": pl.Int64},
             )
+            return self._finish_qas(self._attach(raw, images, path))
 
-        raw = _chunked(items, build)
-        del items
+        return _chunked(path, VgQAImage, build)
+
+    def _finish_qas(self, raw: pl.DataFrame) -> pl.DataFrame:
         # "Green." -> "Green": VG writes answers as sentences; other sources' answers carry no period
         answer = pl.col("raw").str.strip_chars().str.replace(r"\.$", "")
-        return (
-            self._attach(raw, images, path)
-            .with_columns(answer.alias("answer"))
-            .select(
-                "image_key",
-                pl.lit(self.name).alias("source"),
-                pl.lit("all").alias("split"),
-                pl.lit("qa").alias("kind"),
-                pl.col("qa_id").cast(pl.Utf8).alias("source_id"),
-                strip_expr("question").alias("text"),
-                "answer",
-                pl.concat_list(
-                    pl.struct(
-                        pl.col("answer").alias("text"),
-                        pl.col("raw").alias("raw"),
-                        pl.lit(None, pl.Utf8).alias("confidence"),
-                    )
-                ).alias("answers"),
-            )
+        return raw.with_columns(answer.alias("answer")).select(
+            "image_key",
+            pl.lit(self.name).alias("source"),
+            pl.lit("all").alias("split"),
+            pl.lit("qa").alias("kind"),
+            pl.col("qa_id").cast(pl.Utf8).alias("source_id"),
+            strip_expr("question").alias("text"),
+            "answer",
+            pl.concat_list(
+                pl.struct(
+                    pl.col("answer").alias("text"),
+                    pl.col("raw").alias("raw"),
+                    pl.lit(None, pl.Utf8).alias("confidence"),
+                )
+            ).alias("answers"),
         )
 
     def _objects(self, paths: dict[str, Path], images: pl.DataFrame) -> pl.DataFrame:
@@ -388,7 +381,6 @@ class VgIngester(Ingester):
         """objects.json or attributes.json -> one row per listed object (names trimmed; an
         `attributes` column for attributes.json), every image checked against image_data."""
         typ = VgObjectImage if list_name == "objects" else VgAttributeImage
-        items = decode_file(path, list[typ])
 
         def build(chunk: Sequence, start: int) -> pl.DataFrame:
             objs = [o for im in chunk for o in getattr(im, list_name)]
@@ -421,8 +413,7 @@ class VgIngester(Ingester):
                 },
             )
 
-        raw = _chunked(items, build)
-        del items
+        raw = _chunked(path, typ, build)
         self._check_images(raw, images, path, "image_id")
         return raw.with_columns(
             pl.col(c).list.eval(pl.element().str.strip_chars()) for c in ("names", "synsets")
