@@ -268,3 +268,39 @@ def test_comparisons_and_examples_do_not_assert_an_object(images):
         assert out.reasons == [], a
         objects = out.report.turns[0].objects
         assert not {"horse", "car", "giraffe", "dog"} & set(objects), a
+
+
+GENERIC = [
+    ("What is in the picture?", "There are two dogs, a red bus and three people near a green car."),
+    ("Is there a cat?", "No, there is no cat, but a man holds an umbrella."),
+    ("How many cars are there?", "5"),
+    ("What colour is the bus?", "White."),
+    ("Are there any elephants?", "Yes, four elephants stand by the water."),
+]
+
+
+def test_evidence_focused_on_the_named_objects_decides_as_the_full_evidence(images):
+    """ground_turns reads only the annotations that can name an object the dialogue names: on
+    every real image, dialogues restating each annotation (and generic ones) get the same report
+    and reasons as with the evidence of every annotation."""
+    from unimm.grounding import image_evidence
+
+    cfg = FilterConfig(min_grounding=0.0)
+    for key, m in images.items():
+        texts = [c.text for c in m.captions] + [r.text for r in m.regions] + [q.answer or "" for q in m.qas]
+        pairs = [("Describe the image.", t) for t in texts if t] + GENERIC
+        for i in range(0, len(pairs), 6):
+            t = turns(*pairs[i : i + 6])
+            focused = ground_turns(t, m, cfg)
+            full = ground_turns(t, m, cfg, evidence=image_evidence(m, cfg))
+            assert (focused.report, focused.reasons) == (full.report, full.reasons), (key, i)
+
+
+def test_focused_evidence_skips_annotations_that_name_none_of_its_objects(images):
+    from unimm.grounding import image_evidence
+
+    m = images[STREET]
+    full = image_evidence(m)
+    focused = image_evidence(m, focus={"truck"})  # no caption names the truck: none is read
+    assert "truck" in focused.present and focused.coco_counts["truck"] == full.coco_counts["truck"] == 1
+    assert {"road", "street"} <= full.present - focused.present  # named only by skipped captions

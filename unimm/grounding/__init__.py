@@ -13,16 +13,17 @@ the annotations can decide count as mentioned); CHAIR-s = any hallucinated objec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from unimm.filter.config import FilterConfig
 from unimm.filter.reasons import reason_code
 from unimm.grounding.checks import Check, turn_checks
+from unimm.grounding.claims import text_claims
 from unimm.grounding.evidence import Evidence, build_evidence
 from unimm.grounding.qa import qa_check
 from unimm.grounding.reasons import BELOW_THRESHOLD, JUDGE_UNSUPPORTED, QA_CONTRADICTION, UNVERIFIABLE, reason
-from unimm.grounding.vocab import load_vocabulary
+from unimm.grounding.vocab import Vocabulary, load_vocabulary
 from unimm.placeholder import remove_placeholders
 from unimm.schema import (
     Chat,
@@ -63,10 +64,20 @@ def _judge_check(v: JudgeVerdict) -> Check | None:
     return Check("judge", ok, None if ok else reason(JUDGE_UNSUPPORTED, v.turn))
 
 
-def image_evidence(merged: MergedImage, cfg: FilterConfig | None = None) -> Evidence:
-    """The `Evidence` of one image under `cfg`, to share between that image's dialogues."""
+def image_evidence(
+    merged: MergedImage, cfg: FilterConfig | None = None, focus: Collection[str] | None = None
+) -> Evidence:
+    """The `Evidence` of one image under `cfg`, to share between that image's dialogues; with
+    `focus`, only as much as checks of those objects need (`build_evidence`)."""
     cfg = cfg or FilterConfig()
-    return build_evidence(merged, load_vocabulary(cfg.vocabulary), absence_from_vg=cfg.absence_from_vg)
+    vocab = load_vocabulary(cfg.vocabulary)
+    return build_evidence(merged, vocab, absence_from_vg=cfg.absence_from_vg, focus=focus)
+
+
+def named_objects(pairs: Sequence[tuple[int, str, str]], vocab: Vocabulary) -> set[str]:
+    """Every object (canonical name) the questions and answers of `pairs` name, negated or not:
+    the only ones `turn_checks` asks the evidence about."""
+    return {c.canonical for _, q, a in pairs for text in (q, a) for c in text_claims(text, vocab)}
 
 
 def ground_turns(
@@ -83,8 +94,9 @@ def ground_turns(
     judge prompt's `judge_fingerprint` with its `verdicts`."""
     cfg = cfg or FilterConfig()
     vocab = load_vocabulary(cfg.vocabulary)
+    pairs = _turn_pairs(turns)
     if merged is not None and evidence is None:
-        evidence = image_evidence(merged, cfg)
+        evidence = image_evidence(merged, cfg, focus=named_objects(pairs, vocab))
     qas = merged.qas if merged is not None else []
     questions = evidence.questions if evidence is not None else []
     by_turn = {v.turn: v for v in verdicts or []}
@@ -92,7 +104,7 @@ def ground_turns(
     report_turns: list[TurnGrounding] = []
     mentioned: list[str] = []
     all_checks: list[Check] = []
-    for idx, question, answer in _turn_pairs(turns):
+    for idx, question, answer in pairs:
         checks: list[Check] = []
         asserted: list[str] = []
         if evidence is not None:

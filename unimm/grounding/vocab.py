@@ -30,6 +30,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from importlib.resources.abc import Traversable
 
 # Lower-cased word runs; a hyphen inside a word keeps it whole ("t-shirt"), everything else splits.
@@ -66,6 +67,7 @@ class Vocabulary:
         self._coco: dict[str, bool] = {}
         self._synset: dict[str, str] = {}
         self._index: dict[tuple[str, ...], _Entry] = {}
+        self._triggers: dict[str, set[str]] = {}  # canonical -> first tokens of its phrases
         for obj in doc["objects"]:
             name = obj["name"]
             self._coco[name] = bool(obj["coco"])
@@ -102,6 +104,8 @@ class Vocabulary:
             if old is not None and old.canonical != entry.canonical:
                 raise ValueError(f"{' '.join(k)!r} belongs to both {old.canonical!r} and {entry.canonical!r}")
             self._index[k] = entry
+            if entry.canonical is not None:
+                self._triggers.setdefault(entry.canonical, set()).add(k[0])
 
     def tokenize(self, text: str) -> list[str]:
         """Lower-case word tokens of `text`; `Mention.start`/`end` index into this list."""
@@ -148,6 +152,12 @@ class Vocabulary:
             return found
         named = {m.canonical for m in found}
         return [m for m in found if not (self._suppressed_by.get(m.surface, frozenset()) & named)]
+
+    def trigger_words(self, canonicals: Iterable[str]) -> frozenset[str]:
+        """Tokens at least one of which a text must contain to name any of `canonicals`: the first
+        token of each of their phrases. A text without them yields no mention of those objects,
+        so it can be skipped unread."""
+        return frozenset(w for c in canonicals for w in self._triggers.get(c, ()))
 
     def canonical(self, name: str) -> str | None:
         """Canonical object for a word or phrase ("men" -> "person", "Dogs" -> "dog"); None if unknown."""
