@@ -67,9 +67,15 @@ class PipelineConfig(BaseModel):
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @property
+    def image_dir(self) -> Path:
+        """The folder image file names are relative to (vision reads pictures from it, whether or
+        not the shards carry them)."""
+        return self.image_root or self.data_root
+
+    @property
     def images(self) -> Path | None:
         """The folder image file names are relative to; None for shards without images."""
-        return None if self.no_images else self.image_root or self.data_root
+        return None if self.no_images else self.image_dir
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -480,23 +480,27 @@ def load_merged(parts: list[Path], keys: set[str]) -> dict[str, MergedImage]:
     return {m.image_key: m for part in parts for m in read_partition(part, keys=keys)}
 
 
-def image_files(parts: list[Path], keys: set[str]) -> dict[str, list[str]]:
+def file_names(record: MergedImage) -> list[str]:
+    """Every file name the sources know one merged image by, in merge order, each once: the
+    rule `image_files` applies to a table, on a record in memory."""
+    return list(dict.fromkeys(f.file_name for f in record.files if f.file_name))
+
+
+def image_files(parts: list[Path], keys: set[str] | None) -> dict[str, list[str]]:
     """image key -> every file name the sources know the image by (e.g. its 2014 and its 2017
-    COCO name), in merge order, for the images among `keys`. Two columns, not whole records."""
-    if not parts or not keys:
+    COCO name), in merge order, for the images among `keys` (None: every image). Two columns,
+    not whole records."""
+    if not parts or keys is not None and not keys:
         return {}
-    df = (
-        pl.scan_parquet(parts)
-        .select("image_key", "files")
-        .filter(pl.col("image_key").is_in(list(keys)))
-        .select(
-            "image_key",
-            pl.col("files")
-            .list.eval(pl.element().struct.field("file_name").drop_nulls().unique(maintain_order=True))
-            .alias("names"),
-        )
-        .collect()
-    )
+    scan = pl.scan_parquet(parts).select("image_key", "files")
+    if keys is not None:
+        scan = scan.filter(pl.col("image_key").is_in(list(keys)))
+    df = scan.select(
+        "image_key",
+        pl.col("files")
+        .list.eval(pl.element().struct.field("file_name").drop_nulls().unique(maintain_order=True))
+        .alias("names"),
+    ).collect()
     return dict(zip(df["image_key"].to_list(), df["names"].to_list(), strict=True))
 
 

@@ -15,8 +15,14 @@ from unimm.commands.runstage import CONFIG, EXECUTOR, PROGRESS, RAY_ADDRESS, SET
 _SHARED_FLAGS = (
     "model", "concurrency", "max_tokens", "temperature", "top_p", "seed", "retries",
     "invalid_retries", "timeout_s", "connect_timeout_s", "request_deadline_s", "response_format",
-    "prompt_set", "prompt_version", "token_budget", "n_ctx",
+    "prompt_set", "prompt_version", "token_budget", "n_ctx", "vision", "vision_max_side",
 )  # fmt: skip
+# The vision options' help, written once for both commands.
+_VISION_HELP = (
+    "Send each picture with its annotations to a vision-language model (--llm openai; a VLM such as "
+    "Qwen2.5-VL served by `unimm serve vllm --vision`)."
+)
+_VISION_MAX_SIDE_HELP = "Longest side in pixels of the picture sent (default 768; never upscaled)."
 
 
 def _generation_keys(args: dict[str, object]) -> dict[str, object]:
@@ -75,6 +81,8 @@ def register(app: typer.Typer) -> None:
             None, help="Most estimated tokens of one rendered record (default 1536)."
         ),
         n_ctx: int = typer.Option(None, help="Context of the in-process model (local; default 4096)."),
+        vision: bool = typer.Option(None, "--vision/--no-vision", help=_VISION_HELP),
+        vision_max_side: int = typer.Option(None, help=_VISION_MAX_SIDE_HELP),
         limit: int = typer.Option(None, help="Only the first N records (quick partial run)."),
         retry_failures: bool = typer.Option(
             None, "--retry-failures", help="Re-send requests whose cached result is a failure."
@@ -151,6 +159,8 @@ def register(app: typer.Typer) -> None:
         prompts_dir: Path = typer.Option(None, help="Root of prompt sets (default: the repo's prompts/)."),
         token_budget: int = typer.Option(None, help="Most estimated tokens of one rendered record."),
         n_ctx: int = typer.Option(None, help="Context of the in-process model (local; default 4096)."),
+        vision: bool = typer.Option(None, "--vision/--no-vision", help=_VISION_HELP),
+        vision_max_side: int = typer.Option(None, help=_VISION_MAX_SIDE_HELP),
         set_: list[str] = SET,
         as_json: bool = typer.Option(False, "--json", help="Print the estimate (and calibration) as JSON."),
     ) -> None:
@@ -165,7 +175,8 @@ def register(app: typer.Typer) -> None:
         flags = _generation_keys(locals())
         records = _merged_records(work)
         overrides = {**flags, **parse_set_option(set_ or [])}
-        cfg = load_config(config, overrides, saved=Layout(work).config).generate
+        pipeline = load_config(config, overrides, saved=Layout(work).config)
+        cfg = pipeline.generate
         console = Console(highlight=False, soft_wrap=True)
         cal = None
         if calibrate:
@@ -175,7 +186,7 @@ def register(app: typer.Typer) -> None:
                 f"calibrating: generating the first {len(sample)} of {len(records):,} records with "
                 f"--llm {cfg.backend} (throwaway cache) ..."
             )
-            cal = run_calibration(sample, cfg, log=err.print)
+            cal = run_calibration(sample, cfg, log=err.print, image_root=pipeline.image_dir)
         est = estimate(records, cfg, throughput, cal)
         if as_json:
             import json
@@ -193,6 +204,7 @@ def register(app: typer.Typer) -> None:
                 f"{est.records:,} / {est.requests:,}",
             ),
             ("prompt tokens", f"{est.prompt_tokens:,}"),
+            *([("of which image tokens", f"{est.image_tokens:,}")] if est.image_tokens else []),
             ("shared prefix tokens (cached)", f"{est.shared_prefix_tokens:,}"),
             (
                 "prompt tokens without the cached prefix",
@@ -204,7 +216,8 @@ def register(app: typer.Typer) -> None:
         ]
         if ranged:
             low_high = f"{est.completion_tokens_low:,} - {est.completion_tokens_high:,}"
-            rows.insert(5, ("completion tokens, low - high", low_high))
+            at = [k for k, _ in rows].index("completion tokens") + 1
+            rows.insert(at, ("completion tokens, low - high", low_high))
             rows.append(("GPU-hours, low - high", f"{est.gpu_hours_low:,.3f} - {est.gpu_hours_high:,.3f}"))
         if est.servers > 1:
             rows.append((f"wall hours on {est.servers} servers", f"{est.wall_hours:,.3f}"))

@@ -40,13 +40,18 @@ def _serve_forever(proc: subprocess.Popen, base_url: str) -> None:
     raise typer.Exit(proc.returncode)
 
 
-def default_max_model_len(max_tokens: int = 1024) -> int:
-    """Context that fits the shared prompt prefix, the largest record budget and the answer."""
+def default_max_model_len(max_tokens: int = 1024, vision_max_side: int | None = None) -> int:
+    """Context that fits the shared prompt prefix, the largest record budget and the answer; with
+    `vision_max_side`, the vision prompt set and the largest picture (a square of that side)."""
     from unimm.generate import GenerateConfig
     from unimm.generate.prompts import prompt_set_for
+    from unimm.generate.vision import qwen_image_tokens
 
-    cfg = GenerateConfig(backend="openai", model="serve", max_tokens=max_tokens)
+    vision = {} if vision_max_side is None else {"vision": True, "vision_max_side": vision_max_side}
+    cfg = GenerateConfig(backend="openai", model="serve", max_tokens=max_tokens, **vision)
     need = prompt_set_for(cfg).prefix_tokens + cfg.token_budget + max_tokens + 256
+    if cfg.vision:
+        need += qwen_image_tokens(cfg.vision_max_side, cfg.vision_max_side)
     # Estimates are model-free; round up to a power of two to leave tokenizer slack.
     size = 2048
     while size < need * 1.25:
@@ -71,22 +76,60 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
         ready_timeout: float = typer.Option(1800.0, help="Seconds to wait for the model to load."),
         extra: list[str] = typer.Option(None, help="More `vllm serve` arguments (repeatable)."),
+        vision: bool = typer.Option(
+            False,
+            "--vision",
+            help="Serve a vision-language model (e.g. Qwen/Qwen2.5-VL-7B-Instruct) for generate.vision: "
+            "one image per prompt, and a context with room for the picture.",
+        ),
+        vision_max_side: int = typer.Option(
+            None, help="Longest side of the pictures sent, for the default context (default 768)."
+        ),
+        mm_processor_kwargs: str = typer.Option(
+            None,
+            help="JSON for the model's multimodal processor, passed to vLLM as given, e.g. "
+            "'{\"max_pixels\": 602112}' for Qwen2.5-VL (needs --vision).",
+        ),
+        print_command: bool = typer.Option(
+            False, "--print-command", help="Print the `vllm serve` command line and exit (starts nothing)."
+        ),
     ) -> None:
         """Start `vllm serve` with prefix caching and a deep batch; prints the base URL when ready."""
+        import json
+        import shlex
+
+        from unimm.errors import ConfigError
+        from unimm.generate import GenerateConfig
         from unimm.generate.serve import check_vllm, start, vllm_command
 
-        check_vllm()
+        kwargs = None
+        if mm_processor_kwargs is not None:
+            try:
+                kwargs = json.loads(mm_processor_kwargs)
+            except ValueError as e:
+                raise ConfigError(f"--mm-processor-kwargs is not JSON: {e}") from None
+            if not isinstance(kwargs, dict):
+                raise ConfigError(
+                    "--mm-processor-kwargs must be a JSON object, e.g. '{\"max_pixels\": 602112}'"
+                )
+        side = vision_max_side or GenerateConfig.model_fields["vision_max_side"].default
         cmd = vllm_command(
             model,
             host=host,
             port=port,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len or default_max_model_len(),
+            max_model_len=max_model_len or default_max_model_len(vision_max_side=side if vision else None),
             max_num_seqs=max_num_seqs,
             seed=seed,
             extra=extra or [],
+            vision=vision,
+            mm_processor_kwargs=kwargs,
         )
+        if print_command:
+            typer.echo(shlex.join(cmd))
+            return
+        check_vllm()
         base_url = f"http://{host}:{port}/v1"
         _serve_forever(start(cmd, base_url, ready_timeout), base_url)
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from unimm.errors import ConfigError
 from unimm.generate.config import Backend, GenerateConfig, ResponseFormat
@@ -47,7 +47,9 @@ DEFAULT_MARKUP_PATTERNS = [
 
 # Fields that name one backend's model or server: inherited from generation only when the judge
 # runs on the same backend (a local judge must not take generation's vLLM model name).
-BACKEND_SPECIFIC = ("model", "model_path", "base_urls", "api_key_env")
+# `vision` too: whether the model can see images is a property of the served model, so a local
+# judge never inherits the vision of an openai generator.
+BACKEND_SPECIFIC = ("model", "model_path", "base_urls", "api_key_env", "vision")
 
 
 class JudgeConfig(BaseModel):
@@ -85,11 +87,28 @@ class JudgeConfig(BaseModel):
     n_ctx: int | None = Field(None, ge=512)
     n_threads: int | None = Field(None, ge=1)
     retry_failures: bool | None = None
+    vision: bool | None = Field(
+        None,
+        description="Show the judge the picture too (openai backend, a vision-language model); None: "
+        "generation's `vision` when the judge runs on generation's backend.",
+    )
+    vision_max_side: int | None = Field(None, ge=28, le=4096)
+    vision_jpeg_quality: int | None = Field(None, ge=1, le=95)
     prompt_set: str = Field("judge", description="Judge prompt set under prompts/ (never inherited).")
     prompt_version: str = "v1"
+    vision_prompt_set: str = Field(
+        "judge_vision", description="Judge prompt set used when the judge sees the picture (never inherited)."
+    )
+    vision_prompt_version: str = "v1"
     prompts_dir: Path | None = Field(
         None, description="Root of the prompt sets; default: the repo's prompts/."
     )
+
+    def prompt_folder(self) -> tuple[str, str]:
+        """(name, version) of the judge prompt set in use: the vision set when the judge sees."""
+        if self.vision:
+            return self.vision_prompt_set, self.vision_prompt_version
+        return self.prompt_set, self.prompt_version
 
     def inherit(self, base: GenerateConfig) -> JudgeConfig:
         """This config with every unset backend field taken from generation's config."""
@@ -107,18 +126,23 @@ class JudgeConfig(BaseModel):
         if self.backend == "template":
             raise ConfigError("the LLM judge needs an LLM: set filter.judge_llm.backend to local or openai")
         values = {n: getattr(self, n) for n in inherited_fields() if getattr(self, n) is not None}
-        return GenerateConfig(
-            **values,
-            prompt_set=self.prompt_set,
-            prompt_version=self.prompt_version,
-            prompts_dir=self.prompts_dir,
-        )
+        try:
+            return GenerateConfig(
+                **values,
+                prompt_set=self.prompt_set,
+                prompt_version=self.prompt_version,
+                vision_prompt_set=self.vision_prompt_set,
+                vision_prompt_version=self.vision_prompt_version,
+                prompts_dir=self.prompts_dir,
+            )
+        except ValidationError as e:
+            raise ConfigError(f"filter.judge_llm: {e.errors()[0]['msg']}") from None
 
 
 def inherited_fields() -> tuple[str, ...]:
     """JudgeConfig fields that mirror (and may inherit) a GenerateConfig field; the prompt set is
     the judge's own."""
-    own = {"prompt_set", "prompt_version", "prompts_dir"}
+    own = {"prompt_set", "prompt_version", "vision_prompt_set", "vision_prompt_version", "prompts_dir"}
     return tuple(n for n in JudgeConfig.model_fields if n in GenerateConfig.model_fields and n not in own)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,6 @@ class LLMBackend(Protocol):
     model: str
     max_concurrency: int
 
-    async def complete(self, messages: list[dict[str, str]], seed: int) -> Completion: ...
+    async def complete(self, messages: list[dict[str, Any]], seed: int) -> Completion: ...
 
     async def aclose(self) -> None: ...

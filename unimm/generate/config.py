@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from unimm.errors import ConfigError
 
@@ -24,6 +24,11 @@ READ_TIMEOUT_PER_TOKEN_S = 0.05
 # The derived request deadline leaves room for this many attempts at the derived pace.
 DEADLINE_ATTEMPTS = 3
 NEEDS_BASE_URL = "--llm openai needs at least one --base-url (e.g. http://127.0.0.1:8000/v1)"
+VISION_NEEDS_OPENAI = (
+    "generate.vision sends the picture to a vision-language model: it needs --llm openai (a VLM served "
+    "by vLLM, e.g. Qwen2.5-VL); the {backend} backend cannot see images (turn it off with "
+    "--set generate.vision=false)"
+)
 
 
 class Timeouts(NamedTuple):
@@ -89,11 +94,41 @@ class GenerateConfig(BaseModel):
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: all cores.")
     retry_failures: bool = Field(False, description="Re-send requests whose cached result is a failure.")
     template_max_turns: int = Field(24, ge=1, description="Most question/answer pairs of a template chat.")
+    vision: bool = Field(
+        False,
+        description="Show the model the picture too (openai backend, a vision-language model): each "
+        "request carries the image as a JPEG data URL beside the rendered annotations, with the "
+        "vision prompt set.",
+    )
+    # 768: COCO pictures (longest side 640) reach the model at their own size, while Visual
+    # Genome's larger ones (up to 1280 px wide) are capped at ~600 Qwen2.5-VL image tokens instead
+    # of ~1,900 (one token per 28x28 pixels), which would dominate each request's prefill.
+    vision_max_side: int = Field(
+        768, ge=28, le=4096, description="Longest side of the image sent, in pixels (never upscaled)."
+    )
+    # 90: visibly clean for small text and fine texture, ~3x smaller than the PNG of the same pixels.
+    vision_jpeg_quality: int = Field(90, ge=1, le=95, description="JPEG quality of the image sent.")
+    vision_prompt_set: str = Field(
+        "unimm_chat_vision", description="Prompt set used instead of prompt_set when vision is on."
+    )
+    vision_prompt_version: str = "v1"
 
     @field_validator("base_urls")
     @classmethod
     def _strip_urls(cls, v: list[str]) -> list[str]:
         return [u.rstrip("/") for u in v]
+
+    @model_validator(mode="after")
+    def _vision_needs_a_server(self) -> GenerateConfig:
+        if self.vision and self.backend != "openai":
+            raise ValueError(VISION_NEEDS_OPENAI.format(backend=self.backend))
+        return self
+
+    def prompt_folder(self) -> tuple[str, str]:
+        """(name, version) of the prompt set in use: the vision set when vision is on."""
+        if self.vision:
+            return self.vision_prompt_set, self.vision_prompt_version
+        return self.prompt_set, self.prompt_version
 
     def resolved_model(self) -> str:
         """The model name recorded with every chat and used in request ids."""

@@ -26,7 +26,7 @@ from unimm.generate.config import GenerateConfig
 from unimm.generate.parse import OutputError
 
 T = TypeVar("T")
-Message = dict[str, str]
+Message = dict[str, Any]
 
 # Failures worth re-sending on the next run: the server, not the request, was the problem.
 TRANSIENT_REASONS_PREFIX = (
@@ -42,10 +42,12 @@ TRANSIENT_REASONS_PREFIX = (
 @dataclass(frozen=True)
 class Request:
     """One content-addressed request. `parse` returns the fields cached with an ok answer (or
-    raises OutputError); `meta` is stored with the entry for people reading the cache."""
+    raises OutputError); `meta` is stored with the entry for people reading the cache.
+    `messages` may be a function that builds them when the request is sent (a picture is only
+    encoded then, in a worker thread); one that raises PermanentError fails the request unsent."""
 
     rid: str
-    messages: list[Message]
+    messages: list[Message] | Callable[[], list[Message]]
     parse: Callable[[Completion], dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -110,6 +112,12 @@ async def call_validated(
     def failed(e: TransientError | PermanentError | OutputError) -> dict:
         return {**base, "status": "failure", "reason": e.reason, "detail": e.detail, "attempts": attempts}
 
+    messages = req.messages
+    if callable(messages):
+        try:
+            messages = await asyncio.to_thread(messages)
+        except PermanentError as e:
+            return failed(e)
     while True:
         attempts += 1
         # A new seed per invalid retry: a seeded backend would otherwise repeat the same output.
@@ -118,7 +126,7 @@ async def call_validated(
         left = end - loop.time()
         try:
             comp = await asyncio.wait_for(
-                backend.complete(req.messages, seed), None if left == math.inf else left
+                backend.complete(messages, seed), None if left == math.inf else left
             )
         except asyncio.TimeoutError:
             if loop.time() < end:  # not ours: the backend's own

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, computed_field
 from unimm.generate.config import GenerateConfig
 from unimm.generate.prompts import prompt_set_for, record_budget
 from unimm.generate.render import render_record
+from unimm.generate.vision import QWEN_FACTOR, sent_image_tokens
 from unimm.schema import MergedImage
 
 # Published, measured, conservative: MLPerf Inference v5.1 (Datacenter, 2025) measured
@@ -122,6 +123,7 @@ class Estimate(BaseModel):
     records: int
     requests: int
     prompt_tokens: int
+    image_tokens: int = Field(0, description="Of prompt_tokens, the pictures' (vision only).")
     shared_prefix_tokens: int
     uncached_prompt_tokens: int
     completion_tokens: int
@@ -138,13 +140,23 @@ class Estimate(BaseModel):
     assumptions: list[str]
 
 
+def image_tokens(records: list[MergedImage], cfg: GenerateConfig) -> tuple[int, int]:
+    """(image tokens of every record's picture as sent, records whose size is unknown and were
+    counted at the worst case); (0, 0) without vision. Counted as Qwen2.5-VL does
+    (unimm.generate.vision.qwen_image_tokens) at the recorded size fitted to vision_max_side."""
+    if not cfg.vision:
+        return 0, 0
+    counts = [sent_image_tokens(r, cfg) for r in records]
+    return sum(n for n, _ in counts), sum(not known for _, known in counts)
+
+
 def model_free_prompt_tokens(records: list[MergedImage], cfg: GenerateConfig) -> tuple[int, int]:
     """(shared prefix tokens, sum of the per-record parts) of the rendered prompts, estimated at
-    4 characters per token."""
+    4 characters per token, plus (vision) each picture's image tokens."""
     prompts = prompt_set_for(cfg)
     budget = record_budget(cfg, prompts)
     record_tokens = sum(render_record(r, budget).tokens + RECORD_OVERHEAD_TOKENS for r in records)
-    return prompts.prefix_tokens, record_tokens
+    return prompts.prefix_tokens, record_tokens + image_tokens(records, cfg)[0]
 
 
 def _hours(tokens: float, tput: float, servers: int) -> float:
@@ -170,8 +182,11 @@ def estimate(
     """
     prefix, record_tokens = model_free_prompt_tokens(records, cfg)
     n = len(records)
+    images, unsized = image_tokens(records, cfg)
+    vision_notes = _vision_assumptions(cfg, n, images, unsized)
     if calibration is None:
-        return _assumed(n, cfg, prefix, record_tokens, throughput)
+        est = _assumed(n, cfg, prefix, record_tokens, throughput)
+        return est.model_copy(update={"image_tokens": images, "assumptions": est.assumptions + vision_notes})
     cal = calibration
     per_record = cal.completion_tokens / cal.records
     spread = cal.dialogue_spread
@@ -220,11 +235,13 @@ def estimate(
         "with prefix caching the shared system prompt + examples are prefilled once; "
         "GPU-hours count decode only, at the stated throughput"
         + (f", x {servers} servers" if servers > 1 else ""),
+        *vision_notes,
     ]
     return Estimate(
         records=n,
         requests=round(n * requests_per_record),
         prompt_tokens=round((n * prefix + record_tokens) * ratio * requests_per_record),
+        image_tokens=round(images * requests_per_record),
         shared_prefix_tokens=round(prefix * ratio),
         uncached_prompt_tokens=round((prefix + record_tokens) * ratio),
         completion_tokens=completion,
@@ -240,6 +257,22 @@ def estimate(
         wall_hours=_hours(completion, tput, 1),
         assumptions=assumptions,
     )
+
+
+def _vision_assumptions(cfg: GenerateConfig, n: int, images: int, unsized: int) -> list[str]:
+    """What the image-token count assumes (nothing without vision)."""
+    if not cfg.vision or not n:
+        return []
+    side = cfg.vision_max_side
+    note = (
+        f"image tokens: {images:,} in all, {images / n:,.0f} per request, counted as Qwen2.5-VL does "
+        f"(each side of the picture fitted to {side} px rounded to a multiple of {QWEN_FACTOR}, one token "
+        f"per {QWEN_FACTOR}x{QWEN_FACTOR} px, + 2 for vision start/end); other VLMs count differently: "
+        "measure with --calibrate N"
+    )
+    if unsized:
+        note += f"; {unsized:,} record(s) with no recorded size counted as a {side}x{side} square"
+    return [note]
 
 
 def _assumed(
@@ -279,10 +312,14 @@ def _stderr(message: str) -> None:
 
 
 def calibrate(
-    records: list[MergedImage], cfg: GenerateConfig, log: Callable[[str], None] = _stderr
+    records: list[MergedImage],
+    cfg: GenerateConfig,
+    log: Callable[[str], None] = _stderr,
+    image_root: Path | None = None,
 ) -> Calibration:
     """Generate `records` for real with `cfg`'s backend into a throwaway cache (never the work
-    dir's: every request is sent, nothing is kept) and measure what they cost."""
+    dir's: every request is sent, nothing is kept) and measure what they cost (with vision, the
+    pictures under `image_root` are sent too)."""
     from unimm.errors import ConfigError, UnimmError
     from unimm.generate.cache import ResponseCache
     from unimm.generate.runner import generate_chats
@@ -296,7 +333,7 @@ def calibrate(
     cfg = cfg.model_copy(update={"limit": None, "retry_failures": False})
     with tempfile.TemporaryDirectory(prefix="unimm-calibrate-") as d:
         t0 = time.perf_counter()
-        res = generate_chats(records, cfg, Path(d), log=log)
+        res = generate_chats(records, cfg, Path(d), log=log, image_root=image_root)
         wall = time.perf_counter() - t0
         with ResponseCache(Path(d)) as cache:
             entries = list(cache.entries.values())

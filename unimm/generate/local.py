@@ -77,7 +77,7 @@ class LocalBackend:
             if self.cfg.response_format != "none":
                 self._grammar = schema_grammar(self.response.schema)
 
-    def _complete_sync(self, messages: list[dict[str, str]], seed: int) -> Completion:
+    def _complete_sync(self, messages: list[dict[str, Any]], seed: int) -> Completion:
         self._ensure_loaded()
         out = self._llm.create_chat_completion(
             messages=messages,
@@ -96,7 +96,7 @@ class LocalBackend:
             finish_reason=choice.get("finish_reason"),
         )
 
-    async def complete(self, messages: list[dict[str, str]], seed: int) -> Completion:
+    async def complete(self, messages: list[dict[str, Any]], seed: int) -> Completion:
         async with self._lock:
             return self._complete_sync(messages, seed)
 

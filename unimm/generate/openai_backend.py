@@ -208,7 +208,7 @@ class OpenAIBackend:
             and any(w in text for w in _FORMAT_REJECTION)
         )
 
-    async def complete(self, messages: list[dict[str, str]], seed: int) -> Completion:
+    async def complete(self, messages: list[dict[str, Any]], seed: int) -> Completion:
         """One attempt at a chat completion from the next server in turn."""
         i = next(self._next) % len(self._clients)
         fmt = await self._format(i)
@@ -225,14 +225,14 @@ class OpenAIBackend:
             raise self._classify(e, i, started) from None
         return await self._guarded(i, messages, seed, "json_object")
 
-    async def _guarded(self, i: int, messages: list[dict[str, str]], seed: int, fmt: str) -> Completion:
+    async def _guarded(self, i: int, messages: list[dict[str, Any]], seed: int, fmt: str) -> Completion:
         started = time.monotonic()
         try:
             return await self._create(i, messages, seed, fmt)
         except (openai.OpenAIError, _BadBody) as e:
             raise self._classify(e, i, started) from None
 
-    async def _create(self, i: int, messages: list[dict[str, str]], seed: int, fmt: str) -> Completion:
+    async def _create(self, i: int, messages: list[dict[str, Any]], seed: int, fmt: str) -> Completion:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -25,7 +25,8 @@ from unimm.generate.config import GenerateConfig
 from unimm.generate.render import RENDER_VERSION, estimate_tokens, render_record
 from unimm.schema import DialogueResponse, MergedImage
 
-Message = dict[str, str]
+# A chat message: `content` is text, or (vision) a list of text and image_url parts.
+Message = dict[str, Any]
 E = TypeVar("E", bound=BaseModel)
 SCHEMA_NAME = "dialogue_response"
 
@@ -182,11 +183,10 @@ def prompts_root(prompts_dir: Path | None) -> Path:
 
 
 def prompt_set_for(cfg: GenerateConfig) -> PromptSet:
-    """The prompt set a config names (cached per folder)."""
+    """The prompt set a config uses (the vision set when vision is on; cached per folder)."""
     root = prompts_root(cfg.prompts_dir)
-    return _cached_load(
-        str(root), cfg.prompt_set, cfg.prompt_version, folder_key(root / cfg.prompt_set / cfg.prompt_version)
-    )
+    name, version = cfg.prompt_folder()
+    return _cached_load(str(root), name, version, folder_key(root / name / version))
 
 
 def folder_key(folder: Path) -> tuple:
@@ -205,7 +205,7 @@ def _cached_load(root: str, name: str, version: str, _key: tuple) -> PromptSet:
 
 
 def prompt_fingerprint(cfg: GenerateConfig) -> str:
-    """Hash of the prompt set the config names (system + user template + examples + schema)."""
+    """Hash of the prompt set the config uses (system + user template + examples + schema)."""
     return prompt_set_for(cfg).fingerprint
 
 

@@ -12,16 +12,18 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unimm.generate.backends import Completion
 from unimm.generate.config import GenerateConfig
-from unimm.generate.dispatch import Request, run_sync, send_all
+from unimm.generate.dispatch import Message, Request, run_sync, send_all
 from unimm.generate.parse import parse_response
 from unimm.generate.prompts import PromptSet, canonical_json, prompt_set_for, record_budget
 from unimm.generate.render import render_record
 from unimm.generate.template import TEMPLATE_VERSION, template_dialogue, template_fingerprint
+from unimm.generate.vision import Missing, image_root_for, locate_pictures, vision_messages
 from unimm.schema import Chat, DialogueResponse, GenerationFailure, GeneratorInfo, MergedImage, Turn
 
 
@@ -56,18 +58,21 @@ class GenerateResult(BaseModel):
     summary: GenerateSummary
 
 
-def request_id(model: str, fingerprint: str, rendered: str, cfg: GenerateConfig) -> str:
-    """Content address of a request: model, prompt fingerprint, rendered input, sampling, seed."""
-    payload = canonical_json(
-        {
-            "model": model,
-            "prompt": fingerprint,
-            "input": rendered,
-            "sampling": {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p},
-            "seed": cfg.seed,
-        }
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+def request_id(
+    model: str, fingerprint: str, rendered: str, cfg: GenerateConfig, image: dict[str, Any] | None = None
+) -> str:
+    """Content address of a request: model, prompt fingerprint, rendered input, sampling, seed,
+    and (vision) the picture: its bytes' hash and how it is sent (`Picture.request_part`)."""
+    doc: dict[str, Any] = {
+        "model": model,
+        "prompt": fingerprint,
+        "input": rendered,
+        "sampling": {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p},
+        "seed": cfg.seed,
+    }
+    if image is not None:  # absent for text requests: their ids (and caches) stay what they were
+        doc["image"] = image
+    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
 
 
 def preferred_file(record: MergedImage) -> str | None:
@@ -94,7 +99,13 @@ def build_chat(record: MergedImage, dialogue: DialogueResponse, info: GeneratorI
 class _Job:
     __slots__ = ("index", "record", "messages", "rid")
 
-    def __init__(self, index: int, record: MergedImage, messages: list[dict[str, str]], rid: str) -> None:
+    def __init__(
+        self,
+        index: int,
+        record: MergedImage,
+        messages: list[Message] | Callable[[], list[Message]],
+        rid: str,
+    ) -> None:
         self.index = index
         self.record = record
         self.messages = messages
@@ -105,10 +116,16 @@ class _Run:
     """State of one run; all mutation happens on the event loop thread."""
 
     def __init__(
-        self, records: list[MergedImage], cfg: GenerateConfig, cache_dir: Path, progress: bool
+        self,
+        records: list[MergedImage],
+        cfg: GenerateConfig,
+        cache_dir: Path,
+        progress: bool,
+        image_root: Path | None = None,
     ) -> None:
         self.records = records
         self.cfg = cfg
+        self.image_root = image_root
         self.cache_dir = Path(cache_dir)
         self.progress = progress
         self.model = cfg.resolved_model()
@@ -180,12 +197,22 @@ class _Run:
         prompts = prompt_set_for(self.cfg)
         budget = record_budget(self.cfg, prompts)
         jobs: list[_Job] = []
+        pictures = locate_pictures(self.image_root, self.records) if self.image_root is not None else None
         for i, record in enumerate(self.records):
             rendered = render_record(record, budget)
             self.cuts.update({k: v for k, v in rendered.dropped.items() if v})
             user = prompts.user_message(rendered.text)
-            rid = request_id(self.model, prompts.fingerprint, user, self.cfg)
-            jobs.append(_Job(i, record, [*prompts.prefix, {"role": "user", "content": user}], rid))
+            if pictures is None:
+                rid = request_id(self.model, prompts.fingerprint, user, self.cfg)
+                jobs.append(_Job(i, record, [*prompts.prefix, {"role": "user", "content": user}], rid))
+                continue
+            pic = pictures[i]
+            if isinstance(pic, Missing):  # nothing to show the model: recorded, never sent
+                rid = request_id(self.model, prompts.fingerprint, user, self.cfg, {"missing": pic.reason})
+                self.results[i] = self._failure(_Job(i, record, [], rid), pic.reason, pic.detail, 0)
+                continue
+            rid = request_id(self.model, prompts.fingerprint, user, self.cfg, pic.request_part(self.cfg))
+            jobs.append(_Job(i, record, vision_messages(prompts.prefix, user, pic, self.cfg), rid))
         requests = [
             Request(job.rid, job.messages, _parse_dialogue, {"image_key": job.record.image_key})
             for job in jobs
@@ -241,17 +268,21 @@ def generate_chats(
     cache_dir: Path,
     progress: bool = False,
     log: Callable[[str], None] = _stderr,
+    image_root: Path | None = None,
 ) -> GenerateResult:
     """One dialogue (or one recorded failure) per record, in input order.
 
     Finished requests are persisted under `cache_dir` as they arrive; a re-run with the same
     config sends only what is missing. `cfg.limit` keeps the first N records. An openai config
     without a model asks the server(s) for it first (with_served_model; `log` says which).
+    With `cfg.vision` each record's picture is found under `image_root` and sent along
+    (unimm.generate.vision); a record without one is a failure `image_missing`.
     """
+    root = image_root_for(cfg, image_root)
     cfg = cfg.with_served_model(log)
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    run = _Run(list(records), cfg, cache_dir, progress)
+    run = _Run(list(records), cfg, cache_dir, progress, root)
     t0 = time.perf_counter()
     formats: dict[str, str | None] = {}
     if cfg.backend == "template":

@@ -66,6 +66,13 @@ def cuda_available() -> bool:
     return shutil.which("nvidia-smi") is not None
 
 
+# One picture per request is all generation and the judge send. vLLM >= 0.9 takes the limit as
+# JSON (`'{"image": 1}'`); 0.8 took `image=1`, which newer releases reject: the `gpu` extra needs
+# vllm>=0.9. Capping it also keeps vLLM from reserving memory for more images (or videos) per
+# sequence when it profiles the worst case at start-up.
+IMAGES_PER_PROMPT = 1
+
+
 def vllm_command(
     model: str,
     *,
@@ -77,8 +84,19 @@ def vllm_command(
     max_num_seqs: int,
     seed: int,
     extra: list[str],
+    vision: bool = False,
+    mm_processor_kwargs: dict | None = None,
 ) -> list[str]:
-    """`vllm serve` with batch-friendly flags: prefix caching on, a deep batch."""
+    """`vllm serve` with batch-friendly flags: prefix caching on, a deep batch; with `vision`,
+    the multimodal flags of a vision-language model (one image per prompt, and the model's
+    processor options, e.g. Qwen2.5-VL's `{"max_pixels": ...}`, passed as given)."""
+    multimodal: list[str] = []
+    if vision:
+        multimodal += ["--limit-mm-per-prompt", json.dumps({"image": IMAGES_PER_PROMPT})]
+        if mm_processor_kwargs:
+            multimodal += ["--mm-processor-kwargs", json.dumps(mm_processor_kwargs, sort_keys=True)]
+    elif mm_processor_kwargs is not None:
+        raise ConfigError("--mm-processor-kwargs is for a vision-language model: add --vision")
     return [
         *(["vllm"] if shutil.which("vllm") else [sys.executable, "-m", "vllm.entrypoints.cli.main"]),
         "serve",
@@ -91,6 +109,7 @@ def vllm_command(
         "--max-num-seqs", str(max_num_seqs),
         "--enable-prefix-caching",
         "--seed", str(seed),
+        *multimodal,
         *extra,
     ]  # fmt: skip
 

@@ -6,7 +6,8 @@ validation), with its own versioned prompt set `prompts/judge/<version>/`: `syst
 `user.md` (slots `{annotations}` and `{dialogue}`), `examples.json` (`{input, dialogue, output}`)
 and the `JudgeResponse` schema. The judge sees the answers numbered A1, A2, ...; its verdicts are
 mapped back to indices in `Chat.turns`. A dialogue the judge gave no valid answer for is recorded
-in `JudgeResult.failures` and simply not judged.
+in `JudgeResult.failures` and simply not judged. With `vision` (a VLM judge) it sees the picture
+too (unimm.generate.vision), with the prompt set `prompts/judge_vision/<version>/`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from unimm.errors import ConfigError
 from unimm.filter.config import JudgeConfig
 from unimm.generate.backends import Completion, ResponseSchema
 from unimm.generate.config import GenerateConfig
-from unimm.generate.dispatch import Request, run_sync, send_all
+from unimm.generate.dispatch import Message, Request, run_sync, send_all
 from unimm.generate.parse import OutputError, parse_json, validate_as
 from unimm.generate.prompts import (
     PromptFiles,
@@ -34,6 +35,7 @@ from unimm.generate.prompts import (
 )
 from unimm.generate.render import estimate_tokens, render_record
 from unimm.generate.runner import request_id
+from unimm.generate.vision import Missing, Picture, image_root_for, locate_pictures, vision_messages
 from unimm.placeholder import remove_placeholders
 from unimm.schema import (
     Chat,
@@ -102,10 +104,11 @@ class JudgePrompts(PromptFiles):
 
 
 def load_judge_prompts(cfg: JudgeConfig) -> JudgePrompts:
-    """The judge prompt set `cfg` names (reloaded when one of its files changes)."""
+    """The judge prompt set `cfg` uses (the vision set when the judge sees the picture; reloaded
+    when one of its files changes)."""
     root = prompts_root(cfg.prompts_dir)
-    folder = root / cfg.prompt_set / cfg.prompt_version
-    return _cached_load(str(root), cfg.prompt_set, cfg.prompt_version, folder_key(folder))
+    name, version = cfg.prompt_folder()
+    return _cached_load(str(root), name, version, folder_key(root / name / version))
 
 
 @functools.lru_cache(maxsize=8)
@@ -191,19 +194,26 @@ def judge_chats(
     cache_dir: Path,
     *,
     progress: bool = False,
+    image_root: Path | None = None,
 ) -> JudgeResult:
-    """Rate every assistant turn of every chat against its image's rendered annotations.
+    """Rate every assistant turn of every chat against its image's rendered annotations (and,
+    with `cfg.vision`, the picture itself, found under `image_root`).
 
     `cfg` should already inherit from the pipeline's generate config (`cfg.inherit(generate)`).
     Answers are cached under `cache_dir` like generation's: a re-run sends only what is missing.
-    A chat without annotations, too long for the context, or without a valid answer after the
-    retries is recorded in `failures` (reason code), never raised.
+    A chat without annotations or picture, too long for the context, or without a valid answer
+    after the retries is recorded in `failures` (reason code), never raised.
     """
     t0 = time.perf_counter()
     llm = cfg.llm_config()
     model = llm.resolved_model()
     prompts = load_judge_prompts(cfg)
     room = _budget(llm, prompts)
+    root = image_root_for(llm, image_root)
+    pictures: dict[str, Picture | Missing] = {}
+    if root is not None:
+        records = [merged[k] for k in dict.fromkeys(c.image_key for c in chats) if k in merged]
+        pictures = dict(zip((r.image_key for r in records), locate_pictures(root, records), strict=True))
     failures: dict[str, str] = {}
     jobs: list[tuple[Chat, list[int], Request]] = []
     for chat in chats:
@@ -218,8 +228,17 @@ def judge_chats(
             failures[chat.id] = "dialogue_too_long"
             continue
         user = prompts.user_message(render_record(record, budget).text, dialogue)
-        rid = request_id(model, prompts.fingerprint, user, llm)
-        messages = [*prompts.prefix, {"role": "user", "content": user}]
+        messages: list[Message] | Callable[[], list[Message]]
+        if root is None:
+            rid = request_id(model, prompts.fingerprint, user, llm)
+            messages = [*prompts.prefix, {"role": "user", "content": user}]
+        else:
+            pic = pictures[chat.image_key]
+            if isinstance(pic, Missing):
+                failures[chat.id] = pic.reason
+                continue
+            rid = request_id(model, prompts.fingerprint, user, llm, pic.request_part(llm))
+            messages = vision_messages(prompts.prefix, user, pic, llm)
         meta = {"chat_id": chat.id, "image_key": chat.image_key}
         jobs.append((chat, answers, Request(rid, messages, _parser(len(answers)), meta)))
 

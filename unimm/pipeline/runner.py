@@ -93,13 +93,13 @@ def derive(cfg: BaseModel) -> Derived:
         # what those instructions were.
         filter_cfg = filter_cfg.model_copy(update={"prompt_text": prompt_set_for(gen).system})
     if filter_cfg.judge:
-        filter_cfg.judge_llm.llm_config().resolved_model()
+        filter_cfg.judge_llm.inherit(gen).llm_config().resolved_model()
     from unimm.filter.judged import judge_fingerprint_for
 
     return Derived(
         prompt_fp=prompt_fingerprint(gen),
         filter_cfg=filter_cfg,
-        judge_fp=judge_fingerprint_for(filter_cfg),
+        judge_fp=judge_fingerprint_for(filter_cfg, gen),
         vocab_fp=vocabulary_fingerprint(filter_cfg.vocabulary),
         rules_fp=code_fingerprint("unimm.filter", "unimm.grounding"),
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unimm.filter.judged import judge_and_filter
+from unimm.filter.judged import judge_and_filter, judge_sees
 from unimm.merge import load_merged
 from unimm.pipeline.step import Context, Scope, Step, StepResult
-from unimm.pipeline.steps.generate import chain_memory
+from unimm.pipeline.steps.generate import chain_memory, pictures_key
 from unimm.pipeline.tables import read_chats, write_chats
 
 
@@ -24,8 +24,11 @@ class FilterStep(Step):
     def key(self, ctx: Context, unit: str) -> list[object]:
         d = ctx.derived
         # Editing the judge prompt re-judges (the judge's cache keeps old answers); the rules
-        # live in code, so their source is in the key too.
-        return [d.filter_cfg, d.judge_fp, d.vocab_fp, d.rules_fp]
+        # live in code, so their source is in the key too; so are the pictures a seeing judge sees.
+        key: list[object] = [d.filter_cfg, d.judge_fp, d.vocab_fp, d.rules_fp]
+        if judge_sees(d.filter_cfg, ctx.cfg.generate):
+            key.append(pictures_key(ctx, unit))
+        return key
 
     def outputs(self, ctx: Context, unit: str) -> list[Path]:
         return [ctx.layout.chats(self.name, unit)]
@@ -44,6 +47,7 @@ class FilterStep(Step):
             ctx.cfg.generate,
             lay.judge_cache(unit),
             progress=ctx.progress,
+            image_root=ctx.cfg.image_dir,
         )
         write_chats(res.kept, lay.chats(self.name, unit))
         return StepResult(

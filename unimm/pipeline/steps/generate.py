@@ -10,7 +10,8 @@ import polars as pl
 
 from unimm.generate import GenerateConfig, generate_chats
 from unimm.generate.dispatch import is_transient
-from unimm.merge import read_partition
+from unimm.generate.vision import images_fingerprint
+from unimm.merge import image_files, read_partition
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.tables import chats_to_frame, failures_to_frame
 from unimm.workdir import write_parquet_atomic
@@ -27,6 +28,14 @@ def chain_memory(ctx: Context, unit: str) -> int:
     if rows is None:
         rows = int(pl.scan_parquet(ctx.layout.merged_part(unit)).select(pl.len()).collect().item())
     return CHAIN_BASE_BYTES + rows * CHAIN_BYTES_PER_IMAGE
+
+
+def pictures_key(ctx: Context, unit: str) -> str:
+    """With vision on, which picture each of the partition's images has and whether it changed
+    (one stat per file, unimm.generate.vision.images_fingerprint): a picture added, removed or
+    rewritten reruns the partition, whose requests for unchanged pictures the cache answers."""
+    names = image_files([ctx.layout.merged_part(unit)], None)
+    return images_fingerprint(Path(ctx.cfg.image_dir), names)
 
 
 def record_budgets(ctx: Context, pids: list[str]) -> dict[str, int]:
@@ -51,7 +60,10 @@ class GenerateStep(Step):
 
     def key(self, ctx: Context, unit: str) -> list[object]:
         # Without --limit the partition is the unit: nothing of it is read unless the step runs.
-        return [ctx.cfg.generate, ctx.derived.prompt_fp, ctx.budgets.get(unit)]
+        key: list[object] = [ctx.cfg.generate, ctx.derived.prompt_fp, ctx.budgets.get(unit)]
+        if ctx.cfg.generate.vision:
+            key.append(pictures_key(ctx, unit))
+        return key
 
     def outputs(self, ctx: Context, unit: str) -> list[Path]:
         return [ctx.layout.chats(self.name, unit), ctx.layout.failures(unit)]
@@ -63,7 +75,9 @@ class GenerateStep(Step):
         lay = ctx.layout
         records = read_partition(lay.merged_part(unit), n_rows=ctx.budgets.get(unit))
         cfg = ctx.cfg.generate.model_copy(update={"limit": None})
-        res = generate_chats(records, cfg, lay.generate_cache(unit), progress=ctx.progress)
+        res = generate_chats(
+            records, cfg, lay.generate_cache(unit), progress=ctx.progress, image_root=ctx.cfg.image_dir
+        )
         write_parquet_atomic(chats_to_frame(res.chats), lay.chats(self.name, unit))
         write_parquet_atomic(failures_to_frame(res.failures), lay.failures(unit))
         s = res.summary
