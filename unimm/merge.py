@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from unimm import workdir
 from unimm.errors import ConfigError, InputError, MissingStageOutputError, UnimmError
+from unimm.gcpolicy import bulk_parse
 from unimm.keys import PARTITION_HASH, image_number_expr, partition_range
 from unimm.pipeline.layout import Layout
 from unimm.schema import KINDS, SOURCES, ImageFile, MergedImage
@@ -467,7 +468,8 @@ def _read_rows(part: Path, n_rows: int | None, keys: set[str] | None) -> list[Me
     # Rows go to pydantic as one JSON document, parsed and validated in Rust: building a Python
     # dict per row first costs as much again as the validation itself.
     try:
-        return _RECORDS.validate_json(df.drop(_ROW).write_json())
+        with bulk_parse():
+            return _RECORDS.validate_json(df.drop(_ROW).write_json())
     except ValidationError as e:
         err = e.errors()[0]
         index, *loc = err["loc"]

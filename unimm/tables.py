@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
 
+from unimm.gcpolicy import bulk_parse
 from unimm.keys import PARTITION_HASH
 from unimm.schema import (
     Annotation,
@@ -113,7 +114,8 @@ def chats_to_frame(chats: list[Chat]) -> pl.DataFrame:
 
 def frame_to_chats(df: pl.DataFrame) -> list[Chat]:
     """A CHAT_SCHEMA frame -> validated unimm.schema.Chat objects."""
-    return [Chat.model_validate(row) for row in df.select(list(CHAT_SCHEMA)).iter_rows(named=True)]
+    with bulk_parse():
+        return [Chat.model_validate(row) for row in df.select(list(CHAT_SCHEMA)).iter_rows(named=True)]
 
 
 def rejects_to_frame(rejects: list[Reject]) -> pl.DataFrame:
@@ -123,7 +125,8 @@ def rejects_to_frame(rejects: list[Reject]) -> pl.DataFrame:
 
 def frame_to_rejects(df: pl.DataFrame) -> list[Reject]:
     """A REJECT_SCHEMA frame -> validated unimm.schema.Reject objects."""
-    return [Reject.model_validate(row) for row in df.select(list(REJECT_SCHEMA)).iter_rows(named=True)]
+    with bulk_parse():
+        return [Reject.model_validate(row) for row in df.select(list(REJECT_SCHEMA)).iter_rows(named=True)]
 
 
 def failures_to_frame(failures: list[GenerationFailure]) -> pl.DataFrame:
