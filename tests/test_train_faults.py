@@ -92,12 +92,12 @@ def test_resume_continues_in_the_folder_given(cli, good_shards, tmp_path, how):
 
     r = _train(cli, good_shards, second, "--steps", "4", "--resume")
     assert r.returncode == 0, r.stderr
-    assert f"resuming from {second / 'checkpoint'}" in r.stdout
+    assert f"resuming from {ckpt.step_folder(second, 2)}" in r.stdout
     # continued from the saved step 2, not from scratch
     assert [m["step"] for m in _metrics(second)] == [1, 2, 3, 4]
-    state = ckpt.load_state(second / "checkpoint")
+    state = ckpt.load_state(ckpt.latest(second))
     assert (state.step, state.consumed_batches) == (4, 4)
-    for cfg in (second / "config.json", second / "checkpoint" / ckpt.CONFIG):
+    for cfg in (second / "config.json", ckpt.latest(second) / ckpt.CONFIG):
         assert json.loads(cfg.read_text())["train"]["out"] == str(second)
     if how == "move":
         assert not first.exists()
@@ -118,7 +118,7 @@ def test_corrupt_jpeg_is_skipped_counted_and_reported(cli, items, tmp_path):
     # one epoch read: every good sample trained once, the bad one never
     keys = (run / "keys" / "rank0.txt").read_text().split()
     assert sorted(keys) == sorted(c.id for c, _ in items if c.id != key)
-    state = ckpt.load_state(run / "checkpoint")
+    state = ckpt.load_state(ckpt.latest(run))
     assert (state.step, state.consumed_batches) == (4, 4)
     assert state.skipped == {"image": 1, "json": 0}
 
@@ -131,8 +131,8 @@ def test_past_the_bound_stops_after_a_checkpoint_and_resumes(cli, items, tmp_pat
     err = " ".join(r.stderr.split())  # the console may wrap the line
     assert "1 bad sample(s) skipped, more than --max-bad-samples 0" in err
     assert f"shards-000000.tar: record {key}: field 'jpg'" in err
-    assert f"checkpoint of step 2 saved to {run / 'checkpoint'}" in err
-    state = ckpt.load_state(run / "checkpoint")
+    assert f"checkpoint of step 2 saved to {ckpt.step_folder(run, 2)}" in err
+    state = ckpt.load_state(ckpt.latest(run))
     assert (state.step, state.consumed_batches, state.skipped) == (2, 2, {"image": 0, "json": 0})
     assert [m["step"] for m in _metrics(run)] == [1, 2]
 
@@ -141,7 +141,7 @@ def test_past_the_bound_stops_after_a_checkpoint_and_resumes(cli, items, tmp_pat
     assert r.returncode == 0, r.stderr
     assert [m["step"] for m in _metrics(run)] == [1, 2, 3, 4]
     assert _metrics(run)[-1]["skipped_samples"] == 1
-    assert ckpt.load_state(run / "checkpoint").step == 4
+    assert ckpt.load_state(ckpt.latest(run)).step == 4
 
 
 def test_stream_skips_bad_json_and_image_keeping_batch_boundaries(items, tmp_path):

@@ -120,7 +120,7 @@ def test_sft_loss_falls_through_cli(cli, shards, tmp_path):
     assert "loss=" in r.stdout and "tokens_per_s=" in r.stdout
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["num_visual_tokens"] == 16 and cfg["train"]["stage"] == "sft"
-    assert ckpt.load_state(run / "checkpoint").step == 30
+    assert ckpt.load_state(ckpt.latest(run)).step == 30
 
 
 @pytest.mark.slow
@@ -142,7 +142,7 @@ def test_pretrain_trains_only_the_adapter_then_sft_inits_from_it(shards, tmp_pat
         ),
         echo=_quiet,
     )
-    saved = load_file(str(pre / "checkpoint" / ckpt.WEIGHTS))
+    saved = load_file(str(ckpt.latest(pre) / ckpt.WEIGHTS))
     torch.manual_seed(5)
     fresh = build_model(mcfg.derive(), 49152, 0, freeze_vision=True, freeze_llm=True).state_dict()
     for k, v in saved.items():
@@ -163,11 +163,11 @@ def test_pretrain_trains_only_the_adapter_then_sft_inits_from_it(shards, tmp_pat
             lr=1e-12,
             warmup=0,
             workers=0,
-            init_from=str(pre / "checkpoint"),
+            init_from=str(pre),  # a run folder: its newest checkpoint
         ),
         echo=_quiet,
     )
-    after = load_file(str(sft / "checkpoint" / ckpt.WEIGHTS))
+    after = load_file(str(ckpt.latest(sft) / ckpt.WEIGHTS))
     assert after.keys() == saved.keys()
     assert all(torch.allclose(after[k], saved[k], atol=1e-6) for k in saved)
     assert json.loads((sft / "config.json").read_text())["model"]["adapter"] == "query"
@@ -196,16 +196,16 @@ def test_resume_matches_uninterrupted_run(shards, tmp_path):
     train(mcfg, cfg(tmp_path / "a"), echo=_quiet)
     # interrupted after step 3 (odd: the resumed loader must rotate its 2 workers), then resumed
     train(mcfg, cfg(tmp_path / "b", stop_after=3), echo=_quiet)
-    assert ckpt.load_state(tmp_path / "b/checkpoint").step == 3
+    assert ckpt.load_state(ckpt.latest(tmp_path / "b")).step == 3
     train(mcfg, cfg(tmp_path / "b", resume=True), echo=_quiet)
-    sa, sb = ckpt.load_state(tmp_path / "a/checkpoint"), ckpt.load_state(tmp_path / "b/checkpoint")
+    sa, sb = ckpt.load_state(ckpt.latest(tmp_path / "a")), ckpt.load_state(ckpt.latest(tmp_path / "b"))
     assert sa.step == sb.step == 6 and sa.consumed_batches == sb.consumed_batches == 6
     assert sa.scheduler["_last_lr"] == sb.scheduler["_last_lr"]
     for pa, pb in zip(sa.optimizer["state"].values(), sb.optimizer["state"].values(), strict=True):
         assert pa["step"] == pb["step"]
         assert torch.allclose(pa["exp_avg"], pb["exp_avg"], atol=1e-6)
         assert torch.allclose(pa["exp_avg_sq"], pb["exp_avg_sq"], atol=1e-8)
-    wa, wb = ckpt.load_weights(tmp_path / "a/checkpoint"), ckpt.load_weights(tmp_path / "b/checkpoint")
+    wa, wb = ckpt.load_weights(ckpt.latest(tmp_path / "a")), ckpt.load_weights(ckpt.latest(tmp_path / "b"))
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
     ma, mb = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     assert [x["step"] for x in mb] == [1, 2, 3, 4, 5, 6]
@@ -226,7 +226,7 @@ def test_cli_errors_are_one_line_exit_2(cli, shards, tmp_path):
     assert r.returncode == 2 and "no shards match" in r.stderr
     r = cli("train", "--shards", shards, "--out", tmp_path / "r", "--adapter", "resampler")
     assert r.returncode == 2 and "--adapter" in r.stderr
-    assert not (tmp_path / "r" / "checkpoint").exists()
+    assert not (tmp_path / "r" / ckpt.CHECKPOINTS).exists()
     # more workers than shards is not an error: they are lowered to the shards available
     # (tests/test_small_defects.py)
 
@@ -311,4 +311,4 @@ def test_cuda_bf16_training(shards, tmp_path):
     )
     m = _metrics(run)
     assert last["step"] == 20 and m[-1]["loss"] < m[0]["loss"] - 1.0
-    assert ckpt.load_state(run / "checkpoint").step == 20
+    assert ckpt.load_state(ckpt.latest(run)).step == 20

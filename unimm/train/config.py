@@ -71,7 +71,7 @@ class ModelConfig(_Strict):
                 raise ConfigError("vision_dim must be a multiple of vision_heads")
             d.update(vision_hidden=self.vision_dim, vision_has_cls=False)
         else:
-            d.update(_hf_vision_facts(Path(self.vision)))
+            d.update(_hf_vision_facts(Path(self.vision), self.vision_feature_layer))
         d["num_patches"] = (d["image_size"] // d["patch_size"]) ** 2
         d["num_visual_tokens"] = d["num_patches"] if self.adapter == "mlp" else self.num_queries
         if self.llm == TINY and self.llm_dim % self.llm_heads:
@@ -79,9 +79,10 @@ class ModelConfig(_Strict):
         return ModelConfig.model_validate(d)
 
 
-def _hf_vision_facts(path: Path) -> dict:
+def _hf_vision_facts(path: Path, feature_layer: int) -> dict:
     """Image size, patch size, width and normalisation of a local HF vision model, read from its
-    config.json / preprocessor_config.json (plain JSON: no transformers needed to plan the data)."""
+    config.json / preprocessor_config.json (plain JSON: no transformers needed to plan the data);
+    `feature_layer` must name one of its hidden states."""
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise ConfigError(f"{path}: not a Hugging Face model folder (no config.json)")
@@ -95,8 +96,17 @@ def _hf_vision_facts(path: Path) -> dict:
         }
     except KeyError as e:
         raise ConfigError(f"{cfg_file}: vision config lacks {e.args[0]!r}") from e
+    layers = vcfg.get("num_hidden_layers")
+    if isinstance(layers, int) and not -(layers + 1) <= feature_layer <= layers:
+        raise ConfigError(
+            f"--vision-feature-layer {feature_layer}: {path} has {layers} layers, so hidden states "
+            f"0..{layers} (or -1..-{layers + 1})"
+        )
     # CLIP-style encoders prepend a CLS token; SigLIP does not
-    facts["vision_has_cls"] = "siglip" not in str(cfg.get("model_type", "")).lower()
+    siglip = "siglip" in str(cfg.get("model_type", "")).lower()
+    facts["vision_has_cls"] = not siglip
+    if siglip:  # SigLIP normalises to [-1, 1]; what its processors write when a folder has none
+        facts["image_mean"], facts["image_std"] = [0.5] * 3, [0.5] * 3
     pre = path / "preprocessor_config.json"
     if pre.is_file():
         p = json.loads(pre.read_text())
@@ -124,6 +134,14 @@ class TrainConfig(_Strict):
     resampled: bool = False
     seed: int = 0
     save_every: int = Field(0, ge=0, description="0: only at the end.")
+    keep_checkpoints: int = Field(
+        3, ge=0, description="Step checkpoints kept in the run folder, the newest ones; 0: all."
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each transformer layer's activations in the backward pass (LLM, and "
+        "the vision tower when it trains): much less activation memory for ~30% more compute.",
+    )
     log_every: int = Field(1, ge=1)
     init_from: str | None = None
     resume: bool = False

@@ -2,7 +2,7 @@
 
 AdamW with warmup + cosine, gradient accumulation and clipping; bf16 autocast on CUDA, fp32 on
 CPU; DDP when started by `torchrun` (nccl on CUDA, gloo on CPU). Rank 0 writes `config.json`,
-`metrics.jsonl` and `checkpoint/`.
+`metrics.jsonl` and `checkpoints/step-<N>/` (the newest `keep_checkpoints` of them).
 
 Resume is exact on the data: the checkpoint stores how many batches this rank consumed and the
 stream (seeded by seed, epoch, rank, worker) skips exactly those, so a resumed run sees the same
@@ -54,8 +54,6 @@ from unimm.train.schedule import warmup_cosine
 from unimm.train.template import ChatTemplate
 from unimm.train.tokenizer import load_tokenizer
 
-CHECKPOINT = "checkpoint"
-
 
 def _setup_distributed(device_opt: str) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -88,13 +86,16 @@ def _optimizer(model: MultimodalLM, cfg: TrainConfig) -> torch.optim.AdamW:
 
 def resolve_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[ModelConfig, TrainConfig, str]:
     """Apply --resume / --init-from: a resumed run keeps its saved configs (only `steps`,
-    `stop_after`, `save_every`, `log_every`, `workers`, `max_bad_samples` may change; changing
-    `steps` changes the lr schedule; changing `workers` changes which worker reads what, so the
-    data order is no longer the same); SFT from a pretrain checkpoint keeps its model config.
+    `stop_after`, `save_every`, `log_every`, `workers`, `max_bad_samples`, `keep_checkpoints` and
+    `gradient_checkpointing` may change; changing `steps` changes the lr schedule; changing
+    `workers` changes which worker reads what, so the data order is no longer the same); SFT from
+    a pretrain checkpoint keeps its model config.
     The run folder is always the one given now: the saved `out` is where the run was, and a
-    moved or copied run must neither train from nor write into that place."""
+    moved or copied run must neither train from nor write into that place. A fresh run into a
+    folder that holds checkpoints is refused: its steps would mix with theirs."""
     out = Path(train_cfg.out)
-    if train_cfg.resume and (out / CHECKPOINT / ckpt.STATE).is_file():
+    newest = ckpt.latest(out)
+    if train_cfg.resume and newest is not None:
         saved = RunConfig.load(out / "config.json")
         t = saved.train.model_copy(
             update={
@@ -106,15 +107,23 @@ def resolve_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[Mod
                 "resume": True,
                 "stop_after": train_cfg.stop_after,
                 "workers": train_cfg.workers,
+                "keep_checkpoints": train_cfg.keep_checkpoints,
+                "gradient_checkpointing": train_cfg.gradient_checkpointing,
             }
         )
-        return saved.model, t, f"resuming from {out / CHECKPOINT}"
+        return saved.model, t, f"resuming from {newest}"
+    if newest is not None:
+        raise ConfigError(
+            f"{out}: already holds checkpoints (newest {newest.name}); pass --resume to continue "
+            "that run, or choose another --out"
+        )
     if train_cfg.init_from:
-        src = ckpt.load_config(Path(train_cfg.init_from)).model
+        # recorded as the checkpoint folder itself: a run folder's newest one changes as it trains
+        src = ckpt.resolve(Path(train_cfg.init_from))
         return (
-            src.model_copy(update={"num_patches": 0, "num_visual_tokens": 0}),
-            train_cfg,
-            f"init from {train_cfg.init_from}",
+            ckpt.load_config(src).model.model_copy(update={"num_patches": 0, "num_visual_tokens": 0}),
+            train_cfg.model_copy(update={"init_from": str(src)}),
+            f"init from {src}",
         )
     return model_cfg, train_cfg, "fresh run"
 
@@ -234,6 +243,7 @@ def _train(
         freeze_vision=cfg.freeze_vision,
         freeze_llm=cfg.freeze_llm,
         device=device,
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
     expected = set(model.checkpoint_state())
     optimizer = _optimizer(model, cfg)
@@ -242,9 +252,10 @@ def _train(
     )
     step = consumed = 0
     skipped: dict[str, int] = {}
-    if cfg.resume and (out / CHECKPOINT / ckpt.STATE).is_file():
-        ckpt.apply_weights(model, ckpt.load_weights(out / CHECKPOINT), expected, out / CHECKPOINT)
-        state = ckpt.load_state(out / CHECKPOINT)
+    resume_from = ckpt.latest(out) if cfg.resume else None
+    if resume_from is not None:
+        ckpt.apply_weights(model, ckpt.load_weights(resume_from), expected, resume_from)
+        state = ckpt.load_state(resume_from)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         step, consumed, skipped = state.step, state.consumed_batches, state.skipped
@@ -305,7 +316,7 @@ def _train(
     start_step = step
 
     def save(at: ckpt.TrainState) -> Path:
-        return ckpt.save_checkpoint(out / CHECKPOINT, model.checkpoint_state(), at, run_cfg)
+        return ckpt.save_step(out, model.checkpoint_state(), at, run_cfg, cfg.keep_checkpoints)
 
     model.train()
     try:
@@ -324,7 +335,8 @@ def _train(
                         save(ckpt.TrainState(s, c, optimizer.state_dict(), scheduler.state_dict(), rng, sk))
                     if world > 1:
                         dist.barrier()  # rank 0's checkpoint is complete before any rank exits
-                    raise ShardDataError(bad.stop_message(step, out / CHECKPOINT if trained else None))
+                    saved = ckpt.step_folder(out, step) if trained else None
+                    raise ShardDataError(bad.stop_message(step, saved))
                 assert batch is not None  # None only past the bound
                 if keys_log:
                     keys_log.write("\n".join(batch["keys"]) + "\n")

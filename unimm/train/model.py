@@ -5,16 +5,22 @@ adapter) and `query` (N trainable queries cross-attending to the patch features,
 the LLM embedding space: Muffin's query vectors / OmniFusion's transformer adapter). Visual tokens
 replace the reserved image ids of the input by a boolean mask. `tiny` encoders and decoders are
 built in for CPU tests; local Hugging Face folders are used for real runs (`transformers` is
-imported only then).
+imported only then), frozen ones in bf16 on CUDA, trainable ones always in fp32.
+
+Gradient checkpointing recomputes each transformer layer in the backward pass instead of keeping
+its activations: the LM's layers (also when frozen, since the adapter's gradient crosses it) and
+the vision tower's when it trains; never the adapter (small).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from unimm.errors import ConfigError
 from unimm.train.config import TINY, ModelConfig
@@ -29,14 +35,48 @@ def _transformers():
     return transformers
 
 
+def _from_pretrained(auto: type, folder: str, dtype: torch.dtype) -> nn.Module:
+    """Load a local HF folder in exactly `dtype`. Never left to transformers: from v5 its default
+    is the dtype saved in the folder (bf16 for most released LLMs), and a trainable tower loaded
+    so would train without fp32 master weights. The keyword was `torch_dtype` before 4.56."""
+    from packaging.version import Version
+
+    tf = _transformers()
+    key = "dtype" if Version(tf.__version__) >= Version("4.56") else "torch_dtype"
+    return auto.from_pretrained(folder, local_files_only=True, **{key: dtype})
+
+
+def _enable_hf_checkpointing(model: nn.Module) -> None:
+    # non-reentrant: needs no input that requires grad, so a frozen tower between trainable parts
+    # checkpoints too (and it is what torch recommends)
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the newer name; the old one warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _stack(layers: Iterable[nn.Module], x: torch.Tensor, checkpointed: bool) -> torch.Tensor:
+    """Run `layers` in turn; `checkpointed` (while grad is on): recompute each one's activations
+    in the backward pass instead of keeping them."""
+    for layer in layers:
+        x = (
+            checkpoint(layer, x, use_reentrant=False)
+            if checkpointed and torch.is_grad_enabled()
+            else layer(x)
+        )
+    return x
+
+
 # --------------------------------------------------------------------------------------------
 # vision encoders: [B, 3, S, S] normalised float -> [B, P, D]
 # --------------------------------------------------------------------------------------------
 class TinyViT(nn.Module):
     """A small ViT: conv patch embedding, learned positions, pre-norm transformer encoder."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, checkpointing: bool = False) -> None:
         super().__init__()
+        self.checkpointing = checkpointing
         d = cfg.vision_dim
         self.patch = nn.Conv2d(3, d, cfg.patch_size, stride=cfg.patch_size)
         self.pos = nn.Parameter(torch.randn(1, cfg.num_patches, d) * 0.02)
@@ -48,18 +88,33 @@ class TinyViT(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.patch(pixels).flatten(2).transpose(1, 2) + self.pos
-        return self.norm(self.blocks(x))
+        return self.norm(_stack(self.blocks.layers, x, self.checkpointing))
 
 
 class HFVision(nn.Module):
-    """A local Hugging Face vision tower (CLIP / SigLIP style); CLS dropped where there is one."""
+    """A local Hugging Face vision tower (CLIP / SigLIP style); CLS dropped where there is one.
 
-    def __init__(self, cfg: ModelConfig, dtype: torch.dtype | None = None) -> None:
+    What cannot reach the chosen hidden state is dropped at load: the encoder layers after it and
+    the pooling parts (CLIP's and SigLIP's `post_layernorm`, SigLIP's attention-pooling `head`).
+    Less to compute, and a trainable tower has no parameter without a gradient (which DDP
+    refuses)."""
+
+    def __init__(self, cfg: ModelConfig, dtype: torch.dtype, checkpointing: bool = False) -> None:
         super().__init__()
-        tf = _transformers()
-        model = tf.AutoModel.from_pretrained(cfg.vision, local_files_only=True, torch_dtype=dtype)
+        model = _from_pretrained(_transformers().AutoModel, cfg.vision, dtype)
+        if checkpointing:
+            _enable_hf_checkpointing(model)
         self.model = getattr(model, "vision_model", model)  # full CLIP/SigLIP checkpoints: keep the tower
         self.layer, self.drop_cls = cfg.vision_feature_layer, cfg.vision_has_cls
+        layers = getattr(getattr(self.model, "encoder", None), "layers", None)
+        if isinstance(layers, nn.ModuleList):
+            # hidden_states[i] is the output of the first i layers (0: the embeddings)
+            keep = self.layer % (len(layers) + 1)
+            self.model.encoder.layers = layers[:keep]
+            self.layer = -1
+        for name in ("post_layernorm", "head"):
+            if isinstance(getattr(self.model, name, None), nn.Module):
+                setattr(self.model, name, nn.Identity())
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         out = self.model(
@@ -135,8 +190,9 @@ class _Block(nn.Module):
 class TinyLM(nn.Module):
     """A small pre-norm GPT decoder with learned positions and tied input/output embeddings."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, checkpointing: bool = False) -> None:
         super().__init__()
+        self.checkpointing = checkpointing
         d = cfg.llm_dim
         self.tok = nn.Embedding(vocab_size, d)
         self.pos = nn.Embedding(cfg.max_len, d)
@@ -151,9 +207,7 @@ class TinyLM(nn.Module):
 
     def hidden(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         x = embeds + self.pos(torch.arange(embeds.shape[1], device=embeds.device))
-        for blk in self.blocks:
-            x = blk(x)
-        return self.norm(x)
+        return self.norm(_stack(self.blocks, x, self.checkpointing))
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.tok.weight.T
@@ -162,12 +216,13 @@ class TinyLM(nn.Module):
 class HFLM(nn.Module):
     """A local Hugging Face causal LM; logits are computed only where a label needs them."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, cfg: ModelConfig, vocab_size: int, dtype: torch.dtype, checkpointing: bool = False
+    ) -> None:
         super().__init__()
-        tf = _transformers()
-        self.model = tf.AutoModelForCausalLM.from_pretrained(
-            cfg.llm, local_files_only=True, torch_dtype=dtype
-        )
+        self.model = _from_pretrained(_transformers().AutoModelForCausalLM, cfg.llm, dtype)
+        if checkpointing:
+            _enable_hf_checkpointing(self.model)
         rows = self.model.get_input_embeddings().weight.shape[0]
         if vocab_size > rows:
             raise ConfigError(f"tokenizer has {vocab_size} tokens but {cfg.llm} embeds only {rows}")
@@ -196,19 +251,25 @@ class MultimodalLM(nn.Module):
         *,
         freeze_vision: bool = True,
         freeze_llm: bool = False,
-        frozen_dtype: torch.dtype | None = None,
+        frozen_dtype: torch.dtype = torch.float32,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if cfg.num_visual_tokens <= 0:
             raise ConfigError("ModelConfig.derive() was not called")
         self.cfg, self.pad_id = cfg, pad_id
+        # a frozen vision tower runs without grad (nothing to recompute); the LM is checkpointed
+        # even when frozen: the adapter's gradient flows back through it
+        ckpt_vision = gradient_checkpointing and not freeze_vision
         self.vision = (
-            TinyViT(cfg) if cfg.vision == TINY else HFVision(cfg, frozen_dtype if freeze_vision else None)
+            TinyViT(cfg, ckpt_vision)
+            if cfg.vision == TINY
+            else HFVision(cfg, frozen_dtype if freeze_vision else torch.float32, ckpt_vision)
         )
         self.lm = (
-            TinyLM(cfg, vocab_size)
+            TinyLM(cfg, vocab_size, gradient_checkpointing)
             if cfg.llm == TINY
-            else HFLM(cfg, vocab_size, frozen_dtype if freeze_llm else None)
+            else HFLM(cfg, vocab_size, frozen_dtype if freeze_llm else torch.float32, gradient_checkpointing)
         )
         d_llm = self.lm.hidden_size
         if cfg.adapter == "mlp":
@@ -226,7 +287,14 @@ class MultimodalLM(nn.Module):
         super().train(mode)
         for name, frozen in self.frozen.items():
             if frozen:
-                getattr(self, name).eval()  # frozen parts keep inference behaviour (dropout off)
+                part = getattr(self, name)
+                part.eval()  # frozen parts keep inference behaviour (dropout off)
+                if mode:
+                    # transformers checkpoints a layer only while it is in training mode: flag the
+                    # checkpointed layers alone (their dropout submodules stay off)
+                    for m in part.modules():
+                        if getattr(m, "gradient_checkpointing", False) is True:
+                            m.training = True
         return self
 
     def visual_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -278,14 +346,22 @@ def build_model(
     freeze_vision: bool,
     freeze_llm: bool,
     device: torch.device | str = "cpu",
+    gradient_checkpointing: bool = False,
 ) -> MultimodalLM:
-    """Build (and move to `device`) the model of a derived ModelConfig; frozen HF parts load in bf16 on CUDA."""
+    """Build (and move to `device`) the model of a derived ModelConfig. Frozen HF parts load in
+    bf16 on CUDA, everything else in fp32 (autocast computes in bf16 there)."""
     if cfg.vision != TINY and not Path(cfg.vision).is_dir():
         raise ConfigError(f"vision model {cfg.vision}: not a local folder (nothing is downloaded)")
     if cfg.llm != TINY and not Path(cfg.llm).is_dir():
         raise ConfigError(f"LLM {cfg.llm}: not a local folder (nothing is downloaded)")
-    frozen_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else None
+    frozen_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     model = MultimodalLM(
-        cfg, vocab_size, pad_id, freeze_vision=freeze_vision, freeze_llm=freeze_llm, frozen_dtype=frozen_dtype
+        cfg,
+        vocab_size,
+        pad_id,
+        freeze_vision=freeze_vision,
+        freeze_llm=freeze_llm,
+        frozen_dtype=frozen_dtype,
+        gradient_checkpointing=gradient_checkpointing,
     )
     return model.to(device)
