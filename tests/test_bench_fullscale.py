@@ -75,6 +75,9 @@ def test_counts_are_proportional(small: Path) -> None:
         ("vg/objects.json", "objects", "vg_objects"),
     ):
         assert sum(len(e[key]) for e in load(small, rel)) == want[total]
+    n_coco = want["coco_train_images"] + want["coco_val_images"]
+    for split, n in (("train", n_coco), ("val", want["visdial_val"]), ("test", want["visdial_test"])):
+        assert len(load(small, f"visdial/visdial_1.0_{split}.json")["data"]["dialogs"]) == n
 
 
 def test_ids_link_up(small: Path) -> None:
@@ -102,6 +105,23 @@ def test_ids_link_up(small: Path) -> None:
     assert [e["id"] for e in load(small, "vg/region_descriptions.json")] == vg_ids
     qas = load(small, "vg/question_answers.json")
     assert all(qa["answer"].endswith(".") and qa["image_id"] == e["id"] for e in qas for qa in e["qas"])
+    # VisDial: train dialogs are the COCO 2014 pictures; every index points into its list
+    for split in ("train", "val", "test"):
+        doc = load(small, f"visdial/visdial_1.0_{split}.json")
+        data, ids = doc["data"], [d["image_id"] for d in doc["data"]["dialogs"]]
+        assert doc["split"] == split and len(set(ids)) == len(ids)
+        assert split != "train" or set(ids) == set(coco)  # val/test ids are an id space of their own
+        for d in data["dialogs"]:
+            *answered, last = d["dialog"]
+            assert all(
+                r["question"] < len(data["questions"]) and r["answer"] < len(data["answers"])
+                for r in answered
+            )
+            if split == "test":
+                assert d["round_id"] == len(d["dialog"]) and "answer" not in last
+            else:
+                assert len(d["dialog"]) == 10
+                assert all(r["answer_options"][r["gt_index"]] == r["answer"] for r in d["dialog"])
 
 
 def test_scaled_output_is_deterministic(tmp_path: Path) -> None:

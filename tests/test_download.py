@@ -22,6 +22,7 @@ import pytest
 
 from unimm.download import DownloadError, UnsafeArchiveError, download_archive
 from unimm.download.fetch import part_path
+from unimm.ingest import check_inputs
 from unimm.sources import SOURCE_SPECS, Archive
 
 
@@ -152,6 +153,32 @@ def test_cli_downloads_and_unpacks_catalogue_archives(server: Server, tmp_path: 
     assert again.returncode == 0, again.stderr
     assert len(server.requests) == n  # everything present: not one request
     assert "0 archive(s) downloaded" in again.stdout and "5 already present" in again.stdout
+
+
+def test_cli_downloads_visdial_dropbox_archives(server: Server, tmp_path: Path, cli) -> None:
+    """VisDial's official links are Dropbox `...zip?dl=1` URLs: the archive is named without the
+    query (here and on a mirror), and unpacks to where ingest and the image refs look."""
+    fixtures = Path(__file__).parent / "fixtures" / "ingest" / "data" / "visdial"
+    expected: dict[str, bytes] = {}
+    for a in SOURCE_SPECS["visdial"].archives:
+        assert a.url.startswith("https://www.dropbox.com/s/") and a.url.endswith(".zip?dl=1")
+        assert a.filename == a.url.rsplit("/", 1)[1].removesuffix("?dl=1")
+        (member,) = a.members
+        if a.kind == "images":  # VisualDialog_val2018/VisualDialog_val2018_<id>.jpg
+            name = f"{member}{member.rstrip('/')}_000000185565.jpg"
+            data = b"\xff\xd8 not really a jpeg"
+        else:
+            name, data = member, (fixtures / member).read_bytes()
+        expected[f"visdial/{name}"] = data
+        server.files[f"/visdial/{a.filename}"] = make_zip({name: data})
+    data_root = tmp_path / "data"
+    r = cli("download", "--sources", "visdial", "--images", "--data-root", data_root, "--mirror", server.url)
+    assert r.returncode == 0, r.stderr
+    assert sorted(str(p.relative_to(data_root)) for p in files_under(data_root)) == sorted(expected)
+    for rel, data in expected.items():
+        assert (data_root / rel).read_bytes() == data
+    assert "5 archive(s) downloaded" in r.stdout
+    check_inputs(data_root, ["visdial"])  # ingest finds every file
 
 
 def test_cli_mirror_from_environment_and_http_error_exit_2(server: Server, tmp_path: Path, cli) -> None:

@@ -152,7 +152,7 @@ def test_groups_by_image_and_keeps_every_provenance(work: Path):
     assert sport.rationales == ["The ball is a football.", "Soccer is played with it."]
     assert sport.choices == ["tennis", "soccer"] and sport.correct_choice == 1
     assert len(r.regions) == 2  # same phrase at two places is two regions
-    assert summary.duplicates_collapsed == {"caption": 2, "qa": 1, "region": 0, "object": 0}
+    assert summary.duplicates_collapsed == {"caption": 2, "qa": 1, "region": 0, "object": 0, "dialog": 0}
     assert summary.by_source_count == {1: 2, 4: 1}
     assert summary.images_with_3plus_kinds == 1
     assert read_summary(work) == summary

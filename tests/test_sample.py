@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from unimm.sample import write_demo
+from unimm.sample.formats import NUMBER_WORDS
 from unimm.sample.output import MARKER
 from unimm.sample.scene import KINDS, PALETTE, nearest_colour
 from unimm.sources import EXPECTED_FILES
@@ -54,6 +55,9 @@ def test_every_expected_file_exists_and_parses(demo: Path) -> None:
             assert doc["questions" if f.role == "questions" else "annotations"]
             if f.source == "okvqa" and f.role == "annotations":
                 assert doc["question_types"]["eight"] == "Plants and Animals"
+        elif f.source == "visdial":
+            assert (doc["version"], doc["split"]) == ("1.0", f.split)
+            assert doc["data"]["dialogs"] and doc["data"]["questions"] and doc["data"]["answers"]
         else:
             assert isinstance(doc, list) and doc
     assert json.loads((demo / MARKER).read_text())["kind"] == "demo"
@@ -137,6 +141,12 @@ def test_jpegs_decode_with_the_annotated_sizes(demo: Path) -> None:
         with Image.open(demo / "vg" / "VG_100K" / f"{im['image_id']}.jpg") as img:
             assert img.size == (im["width"], im["height"])
         n += 1
+    for split in ("val", "test"):  # VisDial's own pictures (its train pictures are COCO's)
+        for d in load(demo, f"visdial/visdial_1.0_{split}.json")["data"]["dialogs"]:
+            name = f"VisualDialog_{split}2018/VisualDialog_{split}2018_{d['image_id']:012d}.jpg"
+            with Image.open(demo / "visdial" / name) as img:
+                assert img.format == "JPEG"
+            n += 1
     assert n == len(list(demo.rglob("*.jpg")))  # no picture without an annotation entry
 
 
@@ -227,6 +237,61 @@ def test_grounding_fields_are_written_and_true(demo: Path) -> None:
                 assert _centre_colour(pixels, [o["x"], o["y"], o["w"], o["h"]]) == colour
                 checked += 1
     assert checked >= 20
+
+
+def test_visdial_files_follow_the_release(demo: Path) -> None:
+    """VisDial v1.0's layout: questions and answers by index, 100 options per round with
+    `gt_index` at the answer (train/val), test dialogs ending in a round whose answer is withheld;
+    train dialogs are about COCO 2014 pictures that VQAv2 also asks about."""
+    coco = coco_images(demo)
+    vqa_images = {
+        q["image_id"]
+        for split in ("train2014", "val2014")
+        for q in load(demo, f"vqav2/v2_OpenEnded_mscoco_{split}_questions.json")["questions"]
+    }
+    for split in ("train", "val", "test"):
+        data = load(demo, f"visdial/visdial_1.0_{split}.json")["data"]
+        qs, ans = data["questions"], data["answers"]
+        assert not any(q.endswith("?") for q in qs) and len(ans) >= 100
+        for d in data["dialogs"]:
+            rounds = d["dialog"]
+            assert d["caption"] and not d["caption"].endswith(".")
+            if split == "train":
+                assert d["image_id"] in coco and d["image_id"] in vqa_images
+            if split == "test":
+                assert d["round_id"] == len(rounds) <= 10
+                *answered, last = rounds
+                assert all(set(r) == {"question", "answer"} for r in answered)
+                assert set(last) == {"question", "answer_options"} and len(set(last["answer_options"])) == 100
+            else:
+                assert len(rounds) == 10 and "round_id" not in d
+                for r in rounds:
+                    assert len(set(r["answer_options"])) == 100
+                    assert r["answer_options"][r["gt_index"]] == r["answer"] < len(ans)
+                    assert r["question"] < len(qs)
+    train = load(demo, "visdial/visdial_1.0_train.json")["data"]["dialogs"]
+    assert {d["image_id"] for d in train} == vqa_images & set(coco)
+
+
+def test_visdial_answers_are_true_to_the_pictures(demo: Path) -> None:
+    """The captions of VisDial's own pictures name colours the pixels show, and "how many
+    shapes" is answered with the number of shapes the caption lists."""
+    group = re.compile(r"\b(an?|two|three|four|five) (" + "|".join(PALETTE) + r") (" + "|".join(KINDS) + ")")
+    checked = 0
+    for split in ("val", "test"):
+        data = load(demo, f"visdial/visdial_1.0_{split}.json")["data"]
+        for d in data["dialogs"]:
+            name = f"VisualDialog_{split}2018/VisualDialog_{split}2018_{d['image_id']:012d}.jpg"
+            pixels = np.asarray(Image.open(demo / "visdial" / name).convert("RGB"), dtype=float)
+            shown = {nearest_colour(tuple(p)) for p in pixels[::8, ::8].reshape(-1, 3)}
+            groups = group.findall(d["caption"])
+            assert groups and {c for _, c, _ in groups} <= shown
+            shapes = sum(1 if n in ("a", "an") else NUMBER_WORDS.index(n) for n, _, _ in groups)
+            for r in d["dialog"]:
+                if data["questions"][r["question"]] == "how many shapes are there" and "answer" in r:
+                    assert int(data["answers"][r["answer"]]) == shapes
+                    checked += 1
+    assert checked >= 1
 
 
 def test_demo_is_deterministic_and_seed_dependent(tmp_path: Path) -> None:

@@ -45,6 +45,8 @@ class SourceTerms:
 # Checked against each publisher's own statement: COCO and VQA terms-of-use pages, the Visual
 # Genome card, the A-OKVQA maintainers (allenai/aokvqa#10, which also names OK-VQA's CC BY 4.0
 # as stated in its JSON files). A-OKVQA's repository code is Apache 2.0; its data is CC BY 4.0.
+# Visual Dialog: CC BY 4.0 as the dataset's mirrors state it (visualdialog.org could not be read
+# from here); its train pictures are COCO's, its val/test pictures Flickr's.
 SOURCE_TERMS: dict[str, SourceTerms] = {
     "coco": SourceTerms(
         "COCO",
@@ -69,6 +71,12 @@ SOURCE_TERMS: dict[str, SourceTerms] = {
         "https://visualgenome.org",
         "CC BY 4.0",
         "Flickr images (from YFCC100M and COCO), Flickr Terms of Use",
+    ),
+    "visdial": SourceTerms(
+        "Visual Dialog",
+        "https://visualdialog.org/data",
+        "CC BY 4.0",
+        "train: COCO 2014 images; val/test: Flickr images (Flickr Terms of Use)",
     ),
 }
 

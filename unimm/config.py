@@ -46,7 +46,7 @@ class ExecutorConfig(BaseModel):
 
 
 class PipelineConfig(BaseModel):
-    """Everything a `unimm build` needs; defaults give `--sources coco,vqav2 --out shards/`."""
+    """Everything a `unimm build` needs; defaults: every source of the catalogue, `--out shards/`."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -2,7 +2,10 @@
 
 COCO ids are identical across the 2014 and 2017 releases, so VQAv2/OK-VQA (2014 ids), A-OKVQA
 (2017 ids) and COCO captions land on the same key. A Visual Genome image with a `coco_id` maps
-to that COCO key; the rest get `vg_<id>`.
+to that COCO key; the rest get `vg_<id>`. Visual Dialog's train images are COCO pictures (COCO
+keys); its val and test pictures come from Flickr with ids of their own, one collection per split
+(`VisualDialog_val2018_<id>.jpg`, `VisualDialog_test2018_<id>.jpg`): `visdial_val_<id:012d>` and
+`visdial_test_<id:012d>`.
 
 COCO's own file names are here too (`coco_file_name`, `coco_file_name_expr`, parsed back by
 `coco_id_from_file_name`): `COCO_<split>_%012d.jpg` in the 2014 splits, `%012d.jpg` in 2017.
@@ -60,6 +63,41 @@ def vg_key(vg_id: int, coco_id: int | None = None) -> str:
     return coco_key(coco_id) if coco_id is not None else f"vg_{int(vg_id)}"
 
 
+# VisDial's own (non-COCO) splits: key prefix and the folder/file prefix of its pictures
+VISDIAL_IMAGE_SPLITS: dict[str, str] = {"val": "VisualDialog_val2018", "test": "VisualDialog_test2018"}
+
+
+def visdial_key(image_id: int, split: str) -> str:
+    """`coco_<id>` for a VisDial train image (a COCO picture), `visdial_<split>_<id:012d>` for
+    the val and test pictures."""
+    if split not in VISDIAL_IMAGE_SPLITS:
+        return coco_key(image_id)
+    return f"visdial_{split}_{int(image_id):0{COCO_ID_DIGITS}d}"
+
+
+def visdial_file_name(image_id: int, split: str) -> str:
+    """The file name of a VisDial val/test picture: `VisualDialog_val2018_000000185565.jpg`."""
+    return f"{VISDIAL_IMAGE_SPLITS[split]}_{int(image_id):0{COCO_ID_DIGITS}d}{COCO_IMAGE_EXT}"
+
+
+def visdial_key_expr(col: str | pl.Expr, split: str) -> pl.Expr:
+    """Polars version of visdial_key for a column of integer ids of one split."""
+    c = pl.col(col) if isinstance(col, str) else col
+    if split not in VISDIAL_IMAGE_SPLITS:
+        return coco_key_expr(c)
+    return pl.lit(f"visdial_{split}_") + c.cast(pl.Int64).cast(pl.Utf8).str.zfill(COCO_ID_DIGITS)
+
+
+def visdial_file_name_expr(col: str | pl.Expr, split: str) -> pl.Expr:
+    """Polars version of visdial_file_name (one val/test split)."""
+    c = pl.col(col) if isinstance(col, str) else col
+    return (
+        pl.lit(VISDIAL_IMAGE_SPLITS[split] + "_")
+        + c.cast(pl.Int64).cast(pl.Utf8).str.zfill(COCO_ID_DIGITS)
+        + pl.lit(COCO_IMAGE_EXT)
+    )
+
+
 def coco_key_expr(col: str | pl.Expr) -> pl.Expr:
     """Polars version of coco_key for a column of integer ids."""
     c = pl.col(col) if isinstance(col, str) else col
@@ -82,21 +120,29 @@ def vg_key_expr(vg_id: str | pl.Expr, coco_id: str | pl.Expr) -> pl.Expr:
 # run of row groups. Fibonacci hashing: multiply by 2^64/phi, keep the top 32 bits.
 PARTITION_HASH = "_part_hash"
 _FIB = 0x9E3779B97F4A7C15
-_VG_OFFSET = 1 << 40  # keeps vg_<n> apart from coco_<n>
+# Each id space but COCO's is shifted by its own offset, so that no two prefixes share an image
+# number (ids stay far below 2^40). Any other prefix counts as VG's, as before VisDial.
+_VG_OFFSET = 1 << 40
+_OFFSETS: dict[str, int] = {"visdial_val_": 2 << 40, "visdial_test_": 3 << 40}
 
 
 def _image_number(image_key: str) -> int:
     n = int(image_key.rsplit("_", 1)[-1])  # every key is <prefix>_<digits>
-    return n if image_key.startswith("coco_") else n + _VG_OFFSET
+    if image_key.startswith("coco_"):
+        return n
+    return n + next((off for p, off in _OFFSETS.items() if image_key.startswith(p)), _VG_OFFSET)
 
 
 def image_number_expr(col: str = "image_key") -> pl.Expr:
-    """Polars: the 64-bit number of a `<prefix>_<digits>` key (COCO and VG numbers kept apart);
-    cheaper than the string as a group key."""
+    """Polars: the 64-bit number of a `<prefix>_<digits>` key (the id spaces of COCO, VG and
+    VisDial's own splits kept apart); cheaper than the string as a group key."""
     key = pl.col(col)
     # prefixes are lower-case words: stripping their letters is 3x cheaper than a regex
     digits = key.str.strip_chars_start(string.ascii_lowercase + "_").cast(pl.Int64)
-    return pl.when(key.str.starts_with("coco_")).then(digits).otherwise(digits + _VG_OFFSET)
+    expr = pl.when(key.str.starts_with("coco_")).then(digits)
+    for prefix, off in _OFFSETS.items():
+        expr = expr.when(key.str.starts_with(prefix)).then(digits + off)
+    return expr.otherwise(digits + _VG_OFFSET)
 
 
 def partition_hash(image_key: str) -> int:

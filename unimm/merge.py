@@ -13,6 +13,8 @@ Exact duplicate texts across (or within) sources collapse into one item whose `s
 `source_ids` lists keep every provenance (`sources[i]` is the source of `source_ids[i]`), so no
 annotation is lost or counted twice. Collapsed objects join their names, synsets and attributes
 (first-seen order) and are a crowd if any of them is; a collapsed QA is difficult if any is.
+Dialogs (VisDial) are never collapsed: each is one conversation, kept whole with its rounds in
+order.
 Order is deterministic: source order of `SOURCES`, then the order of the source files. All of it
 is polars expressions over whole columns; nothing loops over rows in Python.
 """
@@ -43,7 +45,13 @@ IMAGES_PER_PARTITION = 10_000
 # A partition's frames fit in memory many times over: polars' in-memory engine runs its group-bys
 # and joins ~30% faster than the streaming default.
 _ENGINE = "in-memory"
-_ITEM_KINDS = {"caption": "captions", "qa": "qas", "region": "regions", "object": "objects"}
+_ITEM_KINDS = {
+    "caption": "captions",
+    "qa": "qas",
+    "region": "regions",
+    "object": "objects",
+    "dialog": "dialogs",
+}
 
 
 class MergeConfig(BaseModel):
@@ -248,6 +256,14 @@ def build_merged(
         ],
     )
 
+    dialogs = ann.filter(pl.col("kind") == "dialog").select(
+        "_img",
+        pl.concat_list("source").alias("sources"),
+        pl.concat_list("source_id").alias("source_ids"),
+        pl.col("text").alias("caption"),
+        "rounds",
+    )
+
     files = (
         imgs.sort("_rank", "split", "file_name", nulls_last=True)
         .group_by("image_key", maintain_order=True)
@@ -269,14 +285,15 @@ def build_merged(
     )
 
     merged = srcs.lazy()
-    for frame, name in ((captions, "captions"), (qas, "qas"), (regions, "regions"), (objects, "objects")):
+    items = {"captions": captions, "qas": qas, "regions": regions, "objects": objects, "dialogs": dialogs}
+    for name, frame in items.items():
         merged = merged.join(_per_image(frame, name).lazy(), on="_img", how="left")
     merged = merged.join(files, on="image_key", how="left")
 
     empty = {
         n: pl.col(n).fill_null(pl.lit([], dtype=t))
         for n, t in merged.collect_schema().items()
-        if n in ("captions", "qas", "regions", "objects", "files")
+        if n in (*items, "files")
     }
     df = (
         merged.with_columns(**empty)
@@ -309,6 +326,7 @@ def _kinds_count() -> pl.Expr:
         has_rationale.fill_null(False),
         pl.col("regions").list.len() > 0,
         pl.col("objects").list.len() > 0,
+        pl.col("dialogs").list.len() > 0,
     )
 
 

@@ -21,10 +21,10 @@ from unimm.placeholder import IMAGE_PLACEHOLDER as IMAGE_PLACEHOLDER  # re-expor
 
 SCHEMA_VERSION = "1"
 
-Source = Literal["coco", "vqav2", "okvqa", "aokvqa", "vg"]
-SOURCES: tuple[str, ...] = ("coco", "vqav2", "okvqa", "aokvqa", "vg")
-Kind = Literal["caption", "qa", "region", "object", "rationale"]
-KINDS: tuple[str, ...] = ("caption", "qa", "region", "object", "rationale")
+Source = Literal["coco", "vqav2", "okvqa", "aokvqa", "vg", "visdial"]
+SOURCES: tuple[str, ...] = ("coco", "vqav2", "okvqa", "aokvqa", "vg", "visdial")
+Kind = Literal["caption", "qa", "region", "object", "rationale", "dialog"]
+KINDS: tuple[str, ...] = ("caption", "qa", "region", "object", "rationale", "dialog")
 Confidence = Literal["yes", "maybe", "no"]
 
 # WebDataset splits a tar member name at the first dot: keys must not contain one.
@@ -61,6 +61,15 @@ class Answer(Record):
     confidence: Confidence | None = Field(None, description="VQAv2/OK-VQA `answer_confidence`.")
 
 
+class DialogRound(Record):
+    """One round of a human dialogue about an image (Visual Dialog): a question and its answer."""
+
+    question: str = Field(description='The question, ending with "?" (VisDial stores it without).')
+    answer: str | None = Field(
+        None, description="The human answer; None for the last round of a VisDial test dialog (withheld)."
+    )
+
+
 class Annotation(Record):
     """One normalised annotation: one row of `work/ingest/<source>.parquet`."""
 
@@ -72,7 +81,9 @@ class Annotation(Record):
         description="Id of the record in its source file (caption, question, region, object id)."
     )
     parent_id: str | None = Field(None, description="For a rationale: the source_id of its question.")
-    text: str = Field(description="Caption, question, region phrase, object name or rationale; trimmed.")
+    text: str = Field(
+        description="Caption, question, region phrase, object name, rationale or a dialog's caption; trimmed."
+    )
     answer: str | None = Field(None, description="Canonical answer of a qa (consensus / correct choice).")
     answers: list[Answer] = Field(default_factory=list)
     choices: list[str] = Field(default_factory=list, description="Multiple-choice options (A-OKVQA).")
@@ -93,6 +104,9 @@ class Annotation(Record):
         default_factory=list, description="VG attributes of an object (colours, materials), trimmed."
     )
     difficult: bool | None = Field(None, description="A-OKVQA `difficult_direct_answer`.")
+    rounds: list[DialogRound] = Field(
+        default_factory=list, description="A dialog's rounds in order (VisDial); its `text` is the caption."
+    )
 
     @field_validator("bbox")
     @classmethod
@@ -165,6 +179,14 @@ class MergedObject(Provenance):
     attributes: list[str] = Field(default_factory=list)
 
 
+class MergedDialog(Provenance):
+    """One human dialogue about the image (VisDial): the caption the questioner saw, then the
+    rounds in order. Never collapsed with another dialogue: each is its own conversation."""
+
+    caption: str
+    rounds: list[DialogRound] = Field(min_length=1)
+
+
 class ImageFile(Record):
     source: Source
     split: str
@@ -189,10 +211,11 @@ class MergedImage(Record):
     qas: list[MergedQA] = Field(default_factory=list)
     regions: list[MergedRegion] = Field(default_factory=list)
     objects: list[MergedObject] = Field(default_factory=list)
+    dialogs: list[MergedDialog] = Field(default_factory=list)
 
     @property
     def kinds(self) -> list[str]:
-        """Annotation types present (caption, qa, rationale, region, object)."""
+        """Annotation types present (caption, qa, rationale, region, object, dialog)."""
         out = []
         if self.captions:
             out.append("caption")
@@ -204,6 +227,8 @@ class MergedImage(Record):
             out.append("region")
         if self.objects:
             out.append("object")
+        if self.dialogs:
+            out.append("dialog")
         return out
 
 

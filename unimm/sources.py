@@ -10,6 +10,8 @@ Data root convention (`--data-root`, default `data/`), one folder per source:
     aokvqa/aokvqa_v1p0_{train,val}.json
     vg/image_data.json, vg/region_descriptions.json, vg/question_answers.json, vg/objects.json,
         vg/attributes.json (optional), images in vg/VG_100K/ and vg/VG_100K_2/
+    visdial/visdial_1.0_{train,val}.json, visdial/visdial_1.0_test.json (optional), images of
+        val/test in visdial/VisualDialog_{val,test}2018/ (train images are COCO 2014's)
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class Archive:
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        # Dropbox links end in `?dl=1`: the query is not part of the file's name
+        return self.url.rsplit("/", 1)[-1].split("?", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class ExpectedFile:
     source: str
     path: str  # relative to the data root
     # captions | instances | questions | annotations | combined | image_data | regions | qa | objects
-    # | attributes
+    # | attributes | dialogs
     role: str
     split: str
     archive_url: str
@@ -74,6 +77,8 @@ _OKVQA = "https://okvqa.allenai.org/static/data"
 _AOKVQA = "https://prior-datasets.s3.us-east-2.amazonaws.com/aokvqa"
 _VG = "https://homes.cs.washington.edu/~ranjay/visualgenome/data/dataset"
 _VG_IMG = "https://cs.stanford.edu/people/rak248"
+# visualdialog.org/data links each VisDial v1.0 file on Dropbox; `?dl=1` serves the file itself
+_VISDIAL = "https://www.dropbox.com/s"
 
 ARCHIVES: tuple[Archive, ...] = (
     Archive(
@@ -126,6 +131,17 @@ ARCHIVES: tuple[Archive, ...] = (
     ),
     Archive(f"{_VG_IMG}/VG_100K_2/images.zip", "vg", ("VG_100K/",), kind="images"),
     Archive(f"{_VG_IMG}/VG_100K_2/images2.zip", "vg", ("VG_100K_2/",), kind="images"),
+    *(
+        Archive(f"{_VISDIAL}/{key}/visdial_1.0_{s}.zip?dl=1", "visdial", (f"visdial_1.0_{s}.json",))
+        for key, s in (("ix8keeudqrd8hn8", "train"), ("ibs3a0zhw74zisc", "val"), ("o7mucbre2zm7i5n", "test"))
+    ),
+    *(
+        Archive(f"{_VISDIAL}/{key}/{name}.zip?dl=1", "visdial", (f"{name}/",), kind="images")
+        for key, name in (
+            ("twmtutniktom7tu", "VisualDialog_val2018"),
+            ("mwlrg31hx0430mt", "VisualDialog_test2018"),
+        )
+    ),
 )
 
 
@@ -166,6 +182,15 @@ def _expected() -> tuple[ExpectedFile, ...]:
     # per-object attributes (colours, materials): grounding uses them when present
     m = "attributes.json"
     out.append(ExpectedFile("vg", f"vg/{m}", "attributes", "all", _archive_for("vg", m), optional=True))
+    # VisDial's test split is its benchmark's (the last round of each dialog is unanswered): read
+    # when present, never required
+    for s in ("train", "val", "test"):
+        m = f"visdial_1.0_{s}.json"
+        out.append(
+            ExpectedFile(
+                "visdial", f"visdial/{m}", "dialogs", s, _archive_for("visdial", m), optional=s == "test"
+            )
+        )
     return tuple(out)
 
 
@@ -204,8 +229,19 @@ SOURCE_SPECS: dict[str, SourceSpec] = {
             "https://homes.cs.washington.edu/~ranjay/visualgenome/api.html",
             tuple(a for a in ARCHIVES if a.source == "vg"),
         ),
+        SourceSpec(
+            "visdial",
+            "Visual Dialog v1.0",
+            "https://visualdialog.org/data",
+            tuple(a for a in ARCHIVES if a.source == "visdial"),
+        ),
     )
 }
+
+
+# The catalogue's names as help texts and messages spell them: `coco,vqav2,...`, `coco/, vqav2/, ...`
+SOURCE_LIST = ",".join(SOURCE_SPECS)
+SOURCE_FOLDERS = ", ".join(f"{s}/" for s in SOURCE_SPECS)
 
 
 def parse_sources(text: str | list[str] | None) -> list[str]:

@@ -1,4 +1,4 @@
-"""The full-scale synthetic corpus the ingest and build benchmarks read: the five sources'
+"""The full-scale synthetic corpus the ingest and build benchmarks read: every source's
 official annotation files at their real sizes (or a fraction), no pictures.
 
     python benchmarks/fullscale --out DIR [--scale full|0.05] [--seed 0] [--workers 2]

@@ -2,8 +2,10 @@
 
 `fullscale.write_full(out, scale=1.0)` writes COCO 2014+2017 captions and instances (123,287 images,
 616,767 captions), VQAv2 (658,111 questions x 10 answers), OK-VQA (14,055), A-OKVQA (18,201)
-and Visual Genome (108,077 images, 5.4M regions, 1.45M QA, 1.3M objects: about a third of the
-real 3.8M, enough to exercise the object path; attributes.json repeats them with attributes).
+Visual Genome (108,077 images, 5.4M regions, 1.45M QA, 1.3M objects: about a third of the
+real 3.8M, enough to exercise the object path; attributes.json repeats them with attributes)
+and Visual Dialog v1.0 (one 10-round dialog per COCO 2014 picture, 123,287, each round with its
+100 answer options; 2,064 val and 8,000 test dialogs on pictures of their own).
 Every id links up as in the real releases: VQA question ids are image_id*1000+n, OK-VQA
 image_id*10+n, and about half of the VG images carry a `coco_id` that exists in the COCO files.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from unimm.keys import coco_file_name
 from unimm.sample import formats as F
@@ -61,6 +64,8 @@ FULL: dict[str, int] = {
     "vg_regions": 5_408_689,
     "vg_qas": 1_445_322,
     "vg_objects": 1_296_924,
+    "visdial_val": 2_064,
+    "visdial_test": 8_000,
 }
 CHUNK = 4_000  # images per chunk: bounds memory to a few tens of MB per job
 
@@ -893,9 +898,96 @@ def job_vg_attributes(plan: Plan, root: Path) -> dict[str, int]:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Visual Dialog
+# --------------------------------------------------------------------------------------------
+VISDIAL_ROUNDS, VISDIAL_OPTIONS = 10, 100
+VISDIAL_STRINGS_PER_DIALOG = 3  # distinct questions (and answers) the file lists per dialog
+
+
+def _visdial_file(
+    path: Path,
+    split: str,
+    rng: np.random.Generator,
+    image_ids: np.ndarray,
+    captions: list[str],
+) -> int:
+    """One VisDial file: `{"version", "split", "data": {"questions", "answers", "dialogs"}}`, the
+    dialogs streamed in chunks. Test dialogs stop at a random round whose answer is withheld."""
+    n = len(image_ids)
+    n_q = n_a = max(VISDIAL_OPTIONS, VISDIAL_STRINGS_PER_DIALOG * n)
+    questions = [q.rstrip("?").lower() for q in fill(rng, _VQA_TEXTS, n_q)]
+    answers = [
+        _OPEN[k % len(_OPEN)] if k % 3 else ("yes", "no")[k % 2]
+        for k in rng.integers(1 << 30, size=n_a).tolist()
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb", buffering=1 << 20) as f:
+        head = orjson.dumps({"version": "1.0", "split": split})[:-1]
+        f.write(head + b',"data":{"questions":' + orjson.dumps(questions))
+        f.write(b',"answers":' + orjson.dumps(answers) + b',"dialogs":[')
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            k = stop - start
+            q = rng.integers(n_q, size=(k, VISDIAL_ROUNDS)).tolist()
+            a = rng.integers(n_a, size=(k, VISDIAL_ROUNDS)).tolist()
+            opts = rng.integers(n_a, size=(k, VISDIAL_ROUNDS, VISDIAL_OPTIONS))
+            gt = rng.integers(VISDIAL_OPTIONS, size=(k, VISDIAL_ROUNDS))
+            opts[np.arange(k)[:, None], np.arange(VISDIAL_ROUNDS)[None, :], gt] = np.array(a)
+            opts_l, gt_l = opts.tolist(), gt.tolist()
+            last = rng.integers(1, VISDIAL_ROUNDS + 1, size=k).tolist()
+            chunk = []
+            for i in range(k):
+                if split == "test":
+                    rounds = [{"question": q[i][j], "answer": a[i][j]} for j in range(last[i] - 1)]
+                    rounds.append({"question": q[i][last[i] - 1], "answer_options": opts_l[i][last[i] - 1]})
+                    extra = {"round_id": last[i]}
+                else:
+                    rounds = [
+                        {
+                            "question": q[i][j],
+                            "answer": a[i][j],
+                            "answer_options": opts_l[i][j],
+                            "gt_index": gt_l[i][j],
+                        }
+                        for j in range(VISDIAL_ROUNDS)
+                    ]
+                    extra = {}
+                chunk.append(
+                    {
+                        "image_id": int(image_ids[start + i]),
+                        "caption": captions[start + i],
+                        "dialog": rounds,
+                        **extra,
+                    }
+                )
+            body = orjson.dumps(chunk)[1:-1]
+            f.write(b"," + body if start else body)
+        f.write(b"]}}")
+    return n
+
+
+def job_visdial(plan: Plan, root: Path) -> dict[str, int]:
+    """VisDial's train split is every COCO 2014 picture; val and test are pictures of their own."""
+    rng = _rng(plan.seed, "visdial")
+    c = plan.counts
+    own = rng.choice(np.arange(1, 600_000), size=c["visdial_val"] + c["visdial_test"], replace=False)
+    out: dict[str, int] = {}
+    for split, ids in (
+        ("train", plan.coco_ids),
+        ("val", own[: c["visdial_val"]]),
+        ("test", own[c["visdial_val"] :]),
+    ):
+        captions = [t.rstrip(".").lower() for t in fill(rng, CAPTION_TEMPLATES, len(ids))]
+        path = root / f"visdial/visdial_1.0_{split}.json"
+        out[str(path.relative_to(root))] = _visdial_file(path, split, rng, ids, captions)
+    return out
+
+
 # Biggest first, so two workers finish close together.
 JOBS: dict[str, Callable[[Plan, Path], dict[str, int]]] = {
     "vg_regions": job_vg_regions,
+    "visdial": job_visdial,
     "vqav2": job_vqav2,
     "coco_instances": job_coco_instances,
     "vg_qa": job_vg_qa,

@@ -21,7 +21,7 @@ from unimm.grounding import GroundingOutcome, ground_turns, image_evidence
 from unimm.ingest import present_sources
 from unimm.merge import load_merged, merged_parts
 from unimm.schema import GroundingReport, JudgeVerdict, MergedImage
-from unimm.sources import parse_sources
+from unimm.sources import SOURCE_FOLDERS, parse_sources
 from unimm.tables import polars_dtype
 from unimm.workdir import atomic_dir
 
@@ -130,7 +130,7 @@ def evidence_sources(data_root: Path, sources: list[str] | None) -> list[str]:
     names = parse_sources(sources) if sources else present_sources(data_root)
     if not names:
         raise ConfigError(
-            f"no source folders under {data_root} (expected one of coco/, vqav2/, okvqa/, aokvqa/, vg/); "
+            f"no source folders under {data_root} (expected one of {SOURCE_FOLDERS}); "
             "pass --data-root or --sources"
         )
     return names

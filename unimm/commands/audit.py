@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from unimm.sources import DEFAULT_DATA_ROOT, parse_sources
+from unimm.sources import DEFAULT_DATA_ROOT, SOURCE_LIST, parse_sources
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         sources: str | None = typer.Option(
             None,
             "--sources",
-            help="Comma-separated annotation sources (coco,vqav2,okvqa,aokvqa,vg); default: every source "
+            help=f"Comma-separated annotation sources ({SOURCE_LIST}); default: every source "
             "whose folder exists under the data root.",
         ),
         config: Path | None = typer.Option(

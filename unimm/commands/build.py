@@ -7,13 +7,14 @@ from pathlib import Path
 import typer
 
 from unimm.commands.runstage import CONFIG, EXECUTOR, PROGRESS, RAY_ADDRESS, SET, WORK, WORKERS, run_stage
+from unimm.sources import SOURCE_LIST
 
 
 def register(app: typer.Typer) -> None:
     @app.command("build")
     def build_cmd(
         config: Path = CONFIG,
-        sources: str = typer.Option(None, help="Comma-separated sources: coco,vqav2,okvqa,aokvqa,vg."),
+        sources: str = typer.Option(None, help=f"Comma-separated sources: {SOURCE_LIST}."),
         data_root: Path = typer.Option(None, help="Folder with one subfolder per source (default data/)."),
         image_root: Path = typer.Option(None, help="Where image files live (default: the data root)."),
         no_images: bool = typer.Option(

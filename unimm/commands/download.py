@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from unimm.sources import DEFAULT_DATA_ROOT
+from unimm.sources import DEFAULT_DATA_ROOT, SOURCE_LIST
 
 
 def register(app: typer.Typer) -> None:
     @app.command("download")
     def download_cmd(
-        sources: str = typer.Option("coco,vqav2,okvqa,aokvqa,vg", help="Comma-separated sources to fetch."),
+        sources: str = typer.Option(SOURCE_LIST, help="Comma-separated sources to fetch."),
         data_root: Path = typer.Option(Path(DEFAULT_DATA_ROOT), help="Where each source gets its folder."),
         images: bool = typer.Option(False, "--images", help="Also fetch the image archives (tens of GB)."),
         mirror: str | None = typer.Option(

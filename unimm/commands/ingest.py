@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from unimm.commands.runstage import CONFIG, EXECUTOR, RAY_ADDRESS, SET, WORK, run_stage
+from unimm.sources import SOURCE_FOLDERS, SOURCE_LIST
 
 
 def register(app: typer.Typer) -> None:
@@ -16,14 +17,14 @@ def register(app: typer.Typer) -> None:
         data_root: Path = typer.Option(
             None,
             "--data-root",
-            help="Folder holding one sub-folder per source (coco/, vqav2/, okvqa/, aokvqa/, vg/) with the "
+            help=f"Folder holding one sub-folder per source ({SOURCE_FOLDERS}) with the "
             "official annotation files under their distributed names (default data/).",
         ),
         work: Path = WORK,
         sources: str | None = typer.Option(
             None,
             "--sources",
-            help="Comma-separated sources to ingest (coco,vqav2,okvqa,aokvqa,vg). Default: the config's, "
+            help=f"Comma-separated sources to ingest ({SOURCE_LIST}). Default: the config's, "
             "else every source whose folder exists under the data root.",
         ),
         jobs: int = typer.Option(
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
             found = present_sources(root)
             if not found:
                 raise ConfigError(
-                    f"no source folders under {root} (expected one of coco/, vqav2/, okvqa/, aokvqa/, vg/); "
+                    f"no source folders under {root} (expected one of {SOURCE_FOLDERS}); "
                     "run `unimm download` or pass --data-root"
                 )
             sources = ",".join(found)

@@ -14,12 +14,16 @@ def register(app: typer.Typer) -> None:
             ..., "--out", help="Data root to create (the layout `unimm ingest --data-root` reads)."
         ),
         seed: int = typer.Option(0, help="Random seed; the same seed gives the same bytes."),
-        images: int = typer.Option(24, "--images", help="Number of demo pictures."),
+        images: int = typer.Option(
+            24,
+            "--images",
+            help="Number of demo pictures (VisDial adds one for each of its own val and test splits).",
+        ),
         no_images: bool = typer.Option(False, "--no-images", help="Write annotation files only."),
     ) -> None:
-        """Write the five sources' annotation files (and pictures) exactly as they are distributed:
-        ~24 rendered pictures of coloured shapes whose captions, questions, boxes and regions are
-        true of the pixels."""
+        """Write every source's annotation files (and pictures) exactly as they are distributed:
+        ~24 rendered pictures of coloured shapes whose captions, questions, dialogues, boxes and
+        regions are true of the pixels."""
         from unimm.sample import write_demo
 
         info = write_demo(out, seed=seed, images=images, with_images=not no_images)

@@ -1,8 +1,12 @@
 """Render one MergedImage as the annotation text the LLM reads, within a token budget.
 
 What gets cut when the record is too long is fixed and deterministic: objects first, then
-regions, then question/answer pairs (each with its rationales), then captions (one caption is
-always kept); within a kind the last items go first, so the record's own order is its priority.
+regions, then dialogues (each whole), then question/answer pairs (each with its rationales), then
+captions (one caption is always kept); within a kind the last items go first, so the record's
+own order is its priority.
+
+A dialogue (VisDial) is one item: the caption its questioner saw, then its answered rounds in
+order (a round whose answer was withheld, the last of a VisDial test dialog, says nothing).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from unimm.schema import MergedImage, MergedQA
+from unimm.schema import MergedDialog, MergedImage, MergedQA
 
 # Bumped whenever the rendered text changes shape; part of the prompt fingerprint.
-RENDER_VERSION = "render-1"
+RENDER_VERSION = "render-2"
 # Removal order under a tight budget: lowest priority first.
-CUT_ORDER: tuple[str, ...] = ("objects", "regions", "qas", "captions")
+CUT_ORDER: tuple[str, ...] = ("objects", "regions", "dialogs", "qas", "captions")
+# Section order of the rendered text.
+SECTIONS: tuple[str, ...] = ("captions", "qas", "dialogs", "regions", "objects")
 # No tokenizer is available for every model (vLLM serves any), so budgets use a model-free
 # estimate: English text averages about 4 characters per token for Llama/SmolLM-class BPEs.
 CHARS_PER_TOKEN = 4.0
@@ -68,6 +74,12 @@ def _qa_line(qa: MergedQA) -> str | None:
     return line
 
 
+def _dialog_item(dialog: MergedDialog) -> str:
+    lines = [f"- Caption shown to the asker: {dialog.caption}"]
+    lines += [f"  Q: {r.question} A: {r.answer}" for r in dialog.rounds if r.answer is not None]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Rendered:
     """The rendered annotation text plus what the budget removed (per kind)."""
@@ -85,6 +97,7 @@ def _section_items(record: MergedImage) -> dict[str, list[str]]:
     return {
         "captions": [f"- {c.text}" for c in record.captions],
         "qas": qas,
+        "dialogs": [_dialog_item(d) for d in record.dialogs],
         "regions": regions,
         "objects": objects,
     }
@@ -93,6 +106,7 @@ def _section_items(record: MergedImage) -> dict[str, list[str]]:
 _HEADINGS = {
     "captions": "Captions:",
     "qas": "Questions people asked, with the agreed answer:",
+    "dialogs": "Conversations in which one person asked about the image and another, looking at it, answered:",
     "regions": "Regions [x1, y1, x2, y2]:",
     "objects": "Objects [x1, y1, x2, y2]:",
 }
@@ -119,7 +133,7 @@ def render_record(record: MergedImage, budget: int | None) -> Rendered:
             if total <= budget:
                 break
     parts = [header] if header else []
-    for kind in ("captions", "qas", "regions", "objects"):
+    for kind in SECTIONS:
         if items[kind]:
             parts.append(_HEADINGS[kind] + "\n" + "\n".join(items[kind]))
     text = "\n\n".join(parts)

@@ -2,7 +2,8 @@
 
 `ground_turns(turns, merged, cfg, verdicts)` runs every check on every assistant turn: object
 hallucination (CHAIR-style), counts, existence and colours against the image's `Evidence`
-(unimm.grounding.evidence), agreement with annotated QAs (unimm.grounding.qa), and the LLM judge's
+(unimm.grounding.evidence), agreement with annotated QAs (unimm.grounding.qa; the rounds of human
+dialogues count as annotated QAs), and the LLM judge's
 verdicts when given (unimm.grounding.judge). It returns the `GroundingReport` stored on the Chat
 and the reject reasons, so the filter stage and `unimm audit` decide alike.
 
@@ -97,7 +98,7 @@ def ground_turns(
     pairs = _turn_pairs(turns)
     if merged is not None and evidence is None:
         evidence = image_evidence(merged, cfg, focus=named_objects(pairs, vocab))
-    qas = merged.qas if merged is not None else []
+    qas = evidence.qas if evidence is not None else []
     questions = evidence.questions if evidence is not None else []
     by_turn = {v.turn: v for v in verdicts or []}
 

@@ -5,20 +5,36 @@ COCO instances are exhaustive for the 80 COCO categories (Rohrbach et al. 2018 b
 that), so on an image with instances a COCO object that no annotation names is absent. Visual
 Genome's dense objects and regions play the same role for the whole vocabulary when
 `absence_from_vg` is on. Captions, regions, QA answers and rationales only ever add support.
+
+The rounds of human dialogues (VisDial) are human answers about the image like VQA's: each
+answered round is read as one more annotated QA (`dialog_qas`), its caption as one more caption.
+A dialogue answer is free text ("no, it's dirt"), so a yes/no question takes the polarity the
+answer opens with as its answer, and an answer that only says the answerer could not tell ("i
+can't tell", "not sure") is no evidence at all.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from unimm.filter.normalize import normalize_answer, normalize_text
+from unimm.filter.normalize import answer_tokens, normalize_answer, normalize_text, polarity
 from unimm.grounding.claims import Claim, colour_family, text_claims, text_colours, text_numbers
 from unimm.grounding.vocab import Vocabulary, tokenize
-from unimm.schema import MergedImage, MergedObject, MergedQA
+from unimm.schema import Answer, MergedImage, MergedObject, MergedQA
 
 _EXISTENCE_OPENERS = ("is there", "are there", "was there", "were there", "do you see", "can you see")
+# Words a question answerable by yes or no opens with (VisDial's questions also say just "any cars").
+_YES_NO_OPENER = re.compile(
+    r"^(?:is|are|was|were|am|do|does|did|can|could|has|have|had|will|would|should|any)\b"
+)
+# Dialogue answers that only say the answerer could not tell, as normalize_text writes them.
+_UNSURE = re.compile(
+    r"\b(?:cant|cannot|can not|couldnt|hard to|difficult to) (?:tell|see|say|know)\b"
+    r"|\b(?:not sure|unsure|no idea|dont know|do not know|unclear)\b"
+)
 
 
 @dataclass
@@ -34,7 +50,8 @@ class Evidence:
     vg_counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (distinct boxes, all boxes)
     text_counts: defaultdict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     colours: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    questions: list[str] = field(default_factory=list)  # normalised annotated questions, as merged.qas
+    qas: list[MergedQA] = field(default_factory=list)  # the annotated QAs: merged.qas + dialog_qas
+    questions: list[str] = field(default_factory=list)  # normalised questions of `qas`, in order
 
     def absent(self, canonical: str, vocab: Vocabulary) -> bool:
         """True when the annotations show `canonical` is not in the picture."""
@@ -104,11 +121,35 @@ def _qa_answers(qa: MergedQA) -> list[str]:
     return [r for r in raw if r]
 
 
+def dialog_qas(merged: MergedImage) -> list[MergedQA]:
+    """The answered rounds of the image's dialogues as annotated QAs (provenance: the dialogue's
+    source ids + `#<round>`); a yes/no question's answer is the polarity its answer opens with
+    (the full answer kept in `answers`); rounds whose answer only says "can't tell" are left out."""
+    out: list[MergedQA] = []
+    for d in merged.dialogs:
+        for i, r in enumerate(d.rounds):
+            if r.answer is None or _UNSURE.search(normalize_text(r.answer)):
+                continue
+            yes_no = _YES_NO_OPENER.match(normalize_text(r.question)) is not None
+            pol = polarity(answer_tokens(r.answer)) if yes_no else None
+            out.append(
+                MergedQA(
+                    sources=d.sources,
+                    source_ids=[f"{sid}#{i}" for sid in d.source_ids],
+                    question=r.question,
+                    answer=pol or r.answer,
+                    answers=[Answer(text=r.answer)],
+                )
+            )
+    return out
+
+
 def _add_qa(ev: Evidence, qa: MergedQA, vocab: Vocabulary) -> None:
     answers = _qa_answers(qa)
     q_claims = [c for c in text_claims(qa.question, vocab) if not c.negated]
     canon = normalize_answer(qa.answer) if qa.answer else ""
     q_norm = normalize_text(qa.question)
+    ev.qas.append(qa)
     ev.questions.append(q_norm)
     if canon in ("yes", "no"):
         if canon == "yes":
@@ -171,15 +212,15 @@ def build_evidence(
     for c, boxes in vg_boxes.items():
         if focus is None or c in focus:
             ev.vg_counts[c] = (distinct_boxes(boxes), len(boxes))
-    for cap in merged.captions:
-        read(cap.text)
+    for text in [*(c.text for c in merged.captions), *(d.caption for d in merged.dialogs)]:
+        read(text)
     for reg in merged.regions:
         read(reg.text)
     if merged.regions:
         ev.vg_exhaustive = ev.vg_exhaustive or absence_from_vg
-    # QAs are read whole: an existence or "how many" question is about its first object, which
-    # only the full reading of the question tells.
-    for qa in merged.qas:
+    # QAs (dialog rounds included) are read whole: an existence or "how many" question is about
+    # its first object, which only the full reading of the question tells.
+    for qa in [*merged.qas, *dialog_qas(merged)]:
         _add_qa(ev, qa, vocab)
     ev.absent_qa -= ev.present
     return ev

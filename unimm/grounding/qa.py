@@ -1,4 +1,4 @@
-"""Agreement with the annotated questions (VQAv2, OK-VQA, A-OKVQA, VG QA).
+"""Agreement with the annotated questions (VQAv2, OK-VQA, A-OKVQA, VG QA, VisDial rounds).
 
 A generated question that restates an annotated question (rapidfuzz token_sort_ratio on the
 normalised text >= `question_match`) makes its answer checkable:

@@ -1,7 +1,7 @@
 """Ingest: the official annotation files of each source -> `work/ingest/<source>.parquet`
 (`Annotation` rows) and `work/ingest/<source>.images.parquet` (`ImageRef` rows).
 
-One module per source family (coco, vqa [VQAv2 + OK-VQA], aokvqa, vg), a registry, and the
+One module per source family (coco, vqa [VQAv2 + OK-VQA], aokvqa, vg, visdial), a registry, and the
 runner. Decoding uses typed msgspec Structs and column building; see each module's memory note.
 """
 

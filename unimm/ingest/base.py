@@ -32,7 +32,7 @@ class IngestResult(BaseModel):
     files: list[str] = Field(description="Input files read, relative to the data root.")
     images: int = Field(description="Rows of the image-ref table.")
     annotations: dict[str, int] = Field(
-        description="Annotation rows by kind (caption, qa, region, object, rationale)."
+        description="Annotation rows by kind (caption, qa, region, object, rationale, dialog)."
     )
     seconds: float
     table: str = Field(description="Path of the annotation table.")

@@ -55,7 +55,7 @@ def with_dialogue_columns(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("turns").list.eval(pl.element().struct.field("role") == "user").list.sum().alias("n_turns"),
         pl.col("turns").list.len().alias("n_messages"),
         pl.col("sources").list.len().alias("n_sources"),
-        # canonical source order (coco, vqav2, okvqa, aokvqa, vg) so one combination has one label
+        # canonical source order (unimm.schema.SOURCES) so one combination has one label
         pl.col("sources")
         .list.eval(pl.element().sort_by(pl.element().replace_strict(_ORDER, return_dtype=pl.Int32)))
         .list.join("+")

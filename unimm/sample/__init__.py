@@ -1,5 +1,5 @@
 """`unimm sample`: a small demo corpus whose annotations are true of rendered pictures, in the
-five sources' official files. (The full-scale synthetic corpus of the benchmarks is
+six sources' official files. (The full-scale synthetic corpus of the benchmarks is
 benchmarks/fullscale, outside the installed package.)"""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from unimm.sample.demo import annotation_files, image_files, plan_images
+from unimm.sample.demo import annotation_files, image_files, plan_images, plan_visdial, visdial_files
 from unimm.sample.output import sample_dir, write_json, write_marker
 
 DEFAULT_IMAGES = 24
@@ -27,13 +27,13 @@ def write_demo(
     rng = random.Random(seed)
     plan = plan_images(images, rng)
     files = annotation_files(plan, rng)
+    plan = plan_visdial(plan, rng)
+    files.update(visdial_files(plan, rng))
     counts: dict[str, int] = {}
     with sample_dir(out) as root:
         for rel, doc in files.items():
             write_json(root / rel, doc)
-            counts[rel] = (
-                len(doc) if isinstance(doc, list) else len(doc.get("annotations", doc.get("questions", [])))
-            )
+            counts[rel] = _records(doc)
         n_jpeg = 0
         if with_images:
             for rel, data in image_files(plan):
@@ -43,6 +43,15 @@ def write_demo(
         info = {"kind": "demo", "seed": seed, "images": images, "jpeg_files": n_jpeg, "records": counts}
         write_marker(root, info)
     return info
+
+
+def _records(doc: Any) -> int:
+    """Records of one official file: its items, annotations, questions or (VisDial) dialogs."""
+    if isinstance(doc, list):
+        return len(doc)
+    if "data" in doc:
+        return len(doc["data"]["dialogs"])
+    return len(doc.get("annotations", doc.get("questions", [])))
 
 
 __all__ = ["DEFAULT_IMAGES", "write_demo"]

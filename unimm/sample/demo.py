@@ -1,8 +1,13 @@
-"""The demo corpus: ~24 rendered pictures annotated in the official files of all five sources.
+"""The demo corpus: ~24 rendered pictures annotated in the official files of all six sources.
 
 Each picture is a `Scene`; which sources annotate it follows a fixed coverage pattern so the
-merge has images seen by all five sources, by three, and by one or two. COCO pictures are
+merge has images seen by all the sources, by three, and by one or two. COCO pictures are
 written under their 2014 and 2017 names (the same bytes), VG pictures under VG_100K/.
+
+Visual Dialog comes last (`plan_visdial`, `visdial_files`), drawing from the rng after the other
+five sources: as in the release, its train dialogs are about COCO 2014 pictures (here every one
+VQAv2 asks about, so the three sources meet on them), and its val and test splits about pictures
+of their own (one each, under visdial/VisualDialog_{val,test}2018/).
 """
 
 from __future__ import annotations
@@ -10,17 +15,20 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from unimm.keys import coco_file_name
+from unimm.keys import VISDIAL_IMAGE_SPLITS, coco_file_name, visdial_file_name
 from unimm.sample import formats as F
 from unimm.sample.language import (
+    VISDIAL_OTHER_ANSWERS,
     captions,
     knowledge_for,
     rationales,
     vg_qas,
     vg_regions,
+    visdial_caption,
+    visdial_rounds,
     vqa_questions,
 )
 from unimm.sample.scene import KINDS, Scene, random_scene, render
@@ -70,6 +78,8 @@ class DemoImage:
     flickr_id: int | None
     license: int
     date_captured: str
+    visdial_split: str | None = None  # train (a COCO picture) | val | test
+    visdial_id: int | None = None
 
 
 def plan_images(n: int, rng: random.Random) -> list[DemoImage]:
@@ -404,8 +414,102 @@ def _vg_files(images: list[DemoImage], rng: random.Random) -> dict[str, Any]:
     }
 
 
+VISDIAL_OPTIONS = 100  # answer options per round, as in the release
+VISDIAL_ROUNDS = 10
+
+
+def plan_visdial(images: list[DemoImage], rng: random.Random) -> list[DemoImage]:
+    """`images` with VisDial's train split on every picture VQAv2 asks about, plus one new
+    picture for each of VisDial's own splits (val, test)."""
+    out = [
+        replace(img, visdial_split="train", visdial_id=img.coco_id)
+        if img.coco_id is not None and "vqav2" in img.sources
+        else img
+        for img in images
+    ]
+    ids = iter(rng.sample(range(100_000, 600_000), len(VISDIAL_IMAGE_SPLITS)))
+    for split in VISDIAL_IMAGE_SPLITS:
+        scene = random_scene(rng)
+        out.append(
+            DemoImage(
+                scene=scene,
+                jpeg=render(scene),
+                sources=frozenset({"visdial"}),
+                coco_id=None,
+                split2014=None,
+                split2017=None,
+                vg_id=None,
+                flickr_id=None,
+                license=0,
+                date_captured="",
+                visdial_split=split,
+                visdial_id=next(ids),
+            )
+        )
+    return out
+
+
+def _visdial_split(images: list[DemoImage], split: str, rng: random.Random) -> dict[str, Any]:
+    """One VisDial file: questions and answers stored once and referred to by index; a train/val
+    round carries 100 answer options with `gt_index` at its answer, a test dialog stops at a
+    round whose answer is withheld (`round_id` = its number, only options given)."""
+    dialogs = []
+    for img in images:
+        if img.visdial_split != split:
+            continue
+        rounds = visdial_rounds(img.scene, rng, VISDIAL_ROUNDS)
+        if split == "test":
+            rounds = rounds[: rng.randint(4, VISDIAL_ROUNDS)]
+        dialogs.append((img, rounds))
+    questions = list(dict.fromkeys(q for _, rounds in dialogs for q, _ in rounds))
+    answers = list(dict.fromkeys([*(a for _, rounds in dialogs for _, a in rounds), *VISDIAL_OTHER_ANSWERS]))
+    rng.shuffle(questions)
+    rng.shuffle(answers)
+    q_index = {q: i for i, q in enumerate(questions)}
+    a_index = {a: i for i, a in enumerate(answers)}
+
+    def options(answer: str) -> tuple[list[int], int]:
+        opts = rng.sample([i for i in range(len(answers)) if i != a_index[answer]], VISDIAL_OPTIONS - 1)
+        at = rng.randrange(VISDIAL_OPTIONS)
+        opts.insert(at, a_index[answer])
+        return opts, at
+
+    out = []
+    for img, rounds in dialogs:
+        dialog: list[dict[str, Any]] = []
+        for n, (q, a) in enumerate(rounds, start=1):
+            if split == "test" and n == len(rounds):
+                dialog.append({"question": q_index[q], "answer_options": options(a)[0]})
+            elif split == "test":
+                dialog.append({"question": q_index[q], "answer": a_index[a]})
+            else:
+                opts, gt = options(a)
+                dialog.append(
+                    {"question": q_index[q], "answer": a_index[a], "answer_options": opts, "gt_index": gt}
+                )
+        entry: dict[str, Any] = {
+            "image_id": img.visdial_id,
+            "caption": visdial_caption(img.scene),
+            "dialog": dialog,
+        }
+        if split == "test":
+            entry["round_id"] = len(dialog)
+        out.append(entry)
+    return {
+        "version": "1.0",
+        "split": split,
+        "data": {"questions": questions, "answers": answers, "dialogs": out},
+    }
+
+
+def visdial_files(images: list[DemoImage], rng: random.Random) -> dict[str, Any]:
+    """Relative path -> JSON document of VisDial v1.0's three files."""
+    return {f"visdial/visdial_1.0_{s}.json": _visdial_split(images, s, rng) for s in ("train", "val", "test")}
+
+
 def annotation_files(images: list[DemoImage], rng: random.Random) -> dict[str, Any]:
-    """Relative path -> JSON document for every official annotation file of the five sources."""
+    """Relative path -> JSON document for every official annotation file of the five sources
+    before VisDial (see `visdial_files`)."""
     return {
         **_coco_files(images, rng),
         **_vqav2_files(images, rng),
@@ -424,3 +528,6 @@ def image_files(images: list[DemoImage]) -> Iterator[tuple[str, bytes]]:
                 yield f"coco/{split}/{coco_file_name(img.coco_id, split)}", img.jpeg
         if img.vg_id is not None:
             yield f"vg/VG_100K/{img.vg_id}.jpg", img.jpeg
+        if img.visdial_split in VISDIAL_IMAGE_SPLITS and img.visdial_id is not None:
+            folder = VISDIAL_IMAGE_SPLITS[img.visdial_split]
+            yield f"visdial/{folder}/{visdial_file_name(img.visdial_id, img.visdial_split)}", img.jpeg

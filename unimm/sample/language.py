@@ -315,3 +315,48 @@ def vg_qas(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
         if scene.count(kind=s.kind, colour=s.colour) == 1:
             out.append((f"Where is the {s.name}?", f"{where(s).capitalize()}."))
     return out
+
+
+# Other answers a VisDial answer option list draws from, besides the sample's own answers.
+VISDIAL_OTHER_ANSWERS: tuple[str, ...] = (
+    *(str(n) for n in range(50)),
+    *PALETTE,
+    *(f"{_article(k)} {k}" for k in KINDS),
+    *("white", "light gray", "black", "brown", "pink", "gray", "dark blue", "light green"),
+    *("yes", "no", "yes, it is", "no, it isn't", "yes, there are", "no, there aren't", "i think so"),
+    *("not that i can see", "i can't tell", "maybe", "probably not", "a few", "several", "many"),
+    *("on the left", "on the right", "in the middle", "at the top", "at the bottom", "outside", "inside"),
+    *("daytime", "at night", "a table", "grass", "the sky", "a tree", "a dog", "a car", "one man"),
+    *("it's sunny", "it's cloudy", "no, just one", "yes, two", "very", "a little"),
+)
+
+
+def visdial_caption(scene: Scene) -> str:
+    """The caption a VisDial questioner is shown: a COCO-style caption, lower case, no period."""
+    return f"{inventory(scene)} on a {scene.background} background"
+
+
+def visdial_rounds(scene: Scene, rng: random.Random, k: int = 10) -> list[tuple[str, str]]:
+    """k VisDial-style rounds true of the picture, in the order they were asked: lower-case
+    questions without "?", short conversational answers (VisDial stores questions that way)."""
+    n = len(scene.shapes)
+    bg = scene.background
+    pool = [
+        ("is the picture in color", "yes"),
+        ("is it a photo", "no, it's a drawing"),
+        ("are there any people", "no"),
+        ("is it daytime", "i can't tell"),
+        ("how many shapes are there", str(n)),
+        ("is the background white", "yes" if bg == "white" else f"no, it's {bg}"),
+        ("do any of the shapes overlap", "no"),
+    ]
+    for s in scene.shapes:
+        pool.append((f"what color is {ref_without(scene, s, 'colour')}", s.colour))
+        pool.append((f"what shape is {where(s)}", f"{_article(s.kind)} {s.kind}"))
+    s = rng.choice(scene.shapes)
+    pool.append((f"how many {plural(s.kind, 2)} are there", str(scene.count(kind=s.kind))))
+    colour, kind = rng.choice(list(PALETTE)), rng.choice(KINDS)
+    there = scene.count(kind=kind, colour=colour)
+    pool.append((f"is there {_article(colour)} {colour} {kind}", "yes" if there else "no, there isn't"))
+    rng.shuffle(pool)
+    return list(dict(pool).items())[:k]
