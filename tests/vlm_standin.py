@@ -14,7 +14,7 @@ inspects every chat request the way a VLM server would have to read it, and reco
   known record are in the text.
 
 It answers what the model would have had to: a valid dialogue built from the annotation text it
-received (captions and answered questions), or, for the judge, a verdict per answer; a request
+received (captions, answered questions and dialogue rounds), or, for the judge, a verdict per answer; a request
 that fails a check gets HTTP 400 naming what was wrong. Everything after the server (parsing,
 cache, filters, grounding, dedup, shards) is the real pipeline.
 """
@@ -87,18 +87,20 @@ def _sentence(text: str) -> str:
 
 
 def dialogue_from(annotations: str) -> dict:
-    """A dialogue true to the annotation text: what the picture shows (its first caption), then
-    the annotated questions with their agreed answers."""
+    """A dialogue true to the annotation text: what the picture shows (its first caption, or the
+    caption a VisDial asker saw), then the annotated questions and dialogue rounds with their
+    agreed answers."""
     turns = []
     section = ""
     for line in annotations.splitlines():
         if line and not line.startswith(("-", " ")):
             section = line
             continue
-        if section == "Captions:" and line.startswith("- ") and not turns:
-            turns.append({"question": "What does the picture show?", "answer": _sentence(line[2:])})
-        qa = re.match(r"- Q: (.+?) A: (.+?)(?: \(other answers: .*\))?$", line)
-        if section.startswith("Questions") and qa and len(turns) < 8:
+        caption = re.match(r"- (?:Caption shown to the asker: )?(.+)$", line)
+        if section.startswith(("Captions", "Conversations")) and caption and not turns:
+            turns.append({"question": "What does the picture show?", "answer": _sentence(caption.group(1))})
+        qa = re.match(r"(?:- |  )Q: (.+?) A: (.+?)(?: \(other answers: .*\))?$", line)
+        if section.startswith(("Questions", "Conversations")) and qa and len(turns) < 8:
             turns.append({"question": qa.group(1).strip(), "answer": _sentence(qa.group(2))})
     return {"turns": turns}
 
