@@ -278,3 +278,17 @@ def test_cli_filter_writes_kept_and_rejects_per_step(tmp_path, cli):
 
     r = cli("filter", "--work", tmp_path / "empty")
     assert r.returncode == 2 and "has not run" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_dialogue_the_cheap_checks_reject_is_not_grounded_unless_asked() -> None:
+    """Grounding (and the judge) run on what passes the structure and boilerplate checks: a
+    reject keeps the cheap reasons; `ground_rejected` adds every grounding reason too."""
+    m = {"coco_1": merged("coco_1", qa("Is there a dog?", "no"), qa("How many people are there?", "2"))}
+    chat = make_chat("coco_1", [("Is there a dog?", "Yes."), ("How many people are there?", "5")])
+    res = filter_chats([chat], m, FilterConfig())
+    [rej] = res.rejects
+    assert rej.reasons == ["turn_too_short"] and rej.chat.grounding is None
+    assert rej.chat.grounding_score is None
+    [rej] = filter_chats([chat], m, FilterConfig(ground_rejected=True)).rejects
+    assert rej.reasons[0] == "turn_too_short" and rej.chat.grounding is not None
+    assert {reason_code(r) for r in rej.reasons[1:]} >= {"grounding_contradiction"}

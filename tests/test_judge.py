@@ -220,6 +220,8 @@ def test_build_filter_stage_runs_the_judge(tmp_path: Path, scripted) -> None:
         "data_root": str(data),
         "generate.backend": "template",
         "generate.limit": 3,
+        "generate.template_max_turns": 4,
+        "filter.min_turn_chars": 1,  # the template's short VQA answers pass the cheap checks
         "filter.judge": True,
         "filter.judge_llm": {
             "backend": "openai",
@@ -253,6 +255,23 @@ def test_build_filter_stage_runs_the_judge(tmp_path: Path, scripted) -> None:
     user.write_text(user.read_text() + "\nBe brief.")
     run_pipeline(cfg, work, until="filter", log=lambda s: None)
     assert srv.requests == 6
+    # The judge (GPU time in production) sees only what passes the cheap structure and boilerplate
+    # checks: with every dialogue too long, none is judged or grounded...
+    strict = {**overrides, "filter.max_turns": 2}
+    run_pipeline(load_config(None, strict), work, until="filter", log=lambda s: None)
+    rejects = [r for p in work.glob("rejects/filter/*.parquet") for r in frame_to_rejects(pl.read_parquet(p))]
+    assert srv.requests == 6 and len(rejects) == 3
+    assert all(r.reasons == ["too_many_turns"] and r.chat.grounding is None for r in rejects)
+    # ...unless every reject should list every reason (the verdicts come from the judge's cache).
+    run_pipeline(
+        load_config(None, {**strict, "filter.ground_rejected": True}),
+        work,
+        until="filter",
+        log=lambda s: None,
+    )
+    rejects = [r for p in work.glob("rejects/filter/*.parquet") for r in frame_to_rejects(pl.read_parquet(p))]
+    assert srv.requests == 6 and all(r.chat.grounding is not None for r in rejects)
+    assert all(r.reasons[0] == "too_many_turns" for r in rejects)
 
 
 # -- real models (slow) --------------------------------------------------------------------------------

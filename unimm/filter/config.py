@@ -220,6 +220,12 @@ class FilterConfig(BaseModel):
         "(unverifiable:<coverage>); 0 keeps dialogues with nothing checkable.",
     )
     vocabulary: str = Field("v1", description="Version of the object vocabulary (unimm/grounding/data).")
+    ground_rejected: bool = Field(
+        False,
+        description="Also ground (and judge) dialogues the structure and boilerplate checks already "
+        "reject, so that their rejects list every reason that applies. Off: the grounding checks and "
+        "the LLM judge, the costly ones, see only dialogues that pass the cheap checks.",
+    )
     judge: bool = Field(
         False,
         description="Run the LLM judge (unimm.grounding.judge) before filtering: it rates every assistant "

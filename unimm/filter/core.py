@@ -23,15 +23,29 @@ class FilterResult:
     counts: dict[str, int]
 
 
+def cheap_reasons(chat: Chat, cfg: FilterConfig) -> list[str]:
+    """Reasons of the structure and boilerplate checks: a pass over the turns' text, no annotations."""
+    return structure_reasons(chat, cfg) + boilerplate_reasons(chat, cfg)
+
+
+def needs_grounding(chat: Chat, cfg: FilterConfig) -> bool:
+    """Whether the grounding checks (and the LLM judge) see this dialogue: it passes the cheap
+    checks, or `cfg.ground_rejected` asks for every reason of every reject."""
+    return cfg.ground_rejected or not cheap_reasons(chat, cfg)
+
+
 def chat_reasons(
     chat: Chat,
     merged: MergedImage | None,
     cfg: FilterConfig,
     verdicts: list[JudgeVerdict] | None = None,
     judge_fingerprint: str | None = None,
-) -> tuple[list[str], GroundingReport]:
-    """Every reason that applies to one dialogue, and its grounding report."""
-    reasons = structure_reasons(chat, cfg) + boilerplate_reasons(chat, cfg)
+) -> tuple[list[str], GroundingReport | None]:
+    """The reasons that reject one dialogue, and its grounding report (None when the cheap checks
+    already reject it and `cfg.ground_rejected` is off: grounding is not run)."""
+    reasons = cheap_reasons(chat, cfg)
+    if reasons and not cfg.ground_rejected:
+        return reasons, None
     g = grounding.ground_chat(chat, merged, cfg, verdicts, judge_fingerprint=judge_fingerprint)
     return reasons + g.reasons, g.report
 
@@ -44,7 +58,8 @@ def filter_chats(
     judge_fingerprint: str | None = None,
 ) -> FilterResult:
     """Split `chats` into kept and rejected. `merged` maps image_key -> MergedImage; a chat whose
-    image has no merged record is still filtered but not grounded (score None). `verdicts` maps
+    image has no merged record is still filtered but not grounded (score None), and so is one the
+    cheap checks reject (unless `cfg.ground_rejected`). `verdicts` maps
     chat id -> the LLM judge's verdicts, folded into grounding when given; `judge_fingerprint`
     (the judge prompt's) is recorded on every judged chat's report."""
     cfg = cfg or FilterConfig()
@@ -55,7 +70,8 @@ def filter_chats(
         judged = verdicts.get(chat.id)
         fp = judge_fingerprint if judged is not None else None
         reasons, report = chat_reasons(chat, merged.get(chat.image_key), cfg, judged, fp)
-        scored = chat.model_copy(update={"grounding_score": report.score, "grounding": report})
+        score = report.score if report is not None else None
+        scored = chat.model_copy(update={"grounding_score": score, "grounding": report})
         if reasons:
             rejects.append(
                 Reject(id=chat.id, image_key=chat.image_key, stage="filter", reasons=reasons, chat=scored)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unimm.filter.config import FilterConfig
-from unimm.filter.core import FilterResult, filter_chats
+from unimm.filter.core import FilterResult, filter_chats, needs_grounding
 from unimm.generate import GenerateConfig
 from unimm.grounding.judge import JudgeResult, judge_chats, judge_fingerprint
 from unimm.schema import Chat, MergedImage
@@ -37,13 +37,15 @@ def judge_and_filter(
 ) -> tuple[FilterResult, JudgeResult | None]:
     """filter_chats, preceded by the LLM judge when `cfg.judge` (its unset backend fields taken from
     `generate`, its answers cached in `judge_cache`, the pictures under `image_root` when it sees
-    them); judged chats carry the judge fingerprint."""
+    them) on the dialogues the grounding checks will see (`needs_grounding`); judged chats carry
+    the judge fingerprint."""
     if not cfg.judge:
         return filter_chats(chats, merged, cfg), None
     if judge_cache is None:
         raise ValueError("filter.judge needs a judge cache folder")
+    # The judge's calls cost GPU time: a dialogue the cheap checks reject anyway is not judged.
     judged = judge_chats(
-        chats,
+        [c for c in chats if needs_grounding(c, cfg)],
         merged,
         cfg.judge_llm.inherit(generate),
         judge_cache,
