@@ -16,13 +16,13 @@ from safetensors.torch import load_file
 
 from tests.hf_tiny import TinyHF, build_tiny_hf
 from tests.test_train_data import coco_chats, write_shards
+from tests.train_helpers import assert_resume_matches, metrics
 from unimm.errors import ConfigError
 from unimm.placeholder import IMAGE_PLACEHOLDER
 from unimm.train import checkpoint as ckpt
 from unimm.train import loop
 from unimm.train.config import ModelConfig, RunConfig, TrainConfig
 from unimm.train.data import SampleEncoder, ShardStream, resolve_shards
-from unimm.train.loop import train
 from unimm.train.model import build_model
 from unimm.train.template import ChatTemplate
 from unimm.train.tokenizer import load_tokenizer
@@ -75,18 +75,10 @@ def _model_cfg(hf: TinyHF, adapter: str, vision: str, llm: str) -> ModelConfig:
     )
 
 
-def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def _window_drop(run: Path, k: int = 5) -> float:
     """Mean loss of the first k steps minus that of the last k."""
-    losses = [m["loss"] for m in _metrics(run)]
+    losses = [m["loss"] for m in metrics(run)]
     return sum(losses[:k]) / k - sum(losses[-k:]) / k
-
-
-def _quiet(*_: object) -> None:
-    pass
 
 
 def _batch(cfg: ModelConfig, shards: Path, n: int = 8, stage: str = "sft") -> dict:
@@ -148,7 +140,7 @@ def test_both_stages_through_cli(hf, shards, tmp_path, built, adapter, vision, l
     ]  # fmt: skip
     pre, sft = tmp_path / "pre", tmp_path / "sft"
     out = _unimm(*common, "--stage", "pretrain", "--lr", "2e-2", "--out", pre)
-    assert _window_drop(pre) > 0.1, [m["loss"] for m in _metrics(pre)]
+    assert _window_drop(pre) > 0.1, [m["loss"] for m in metrics(pre)]
     # stage 1: only the adapter learns; both towers are exactly their folders' weights still...
     model = built[-1]
     assert _same_as_folder(model.vision.model, vis_dir)
@@ -174,7 +166,7 @@ def test_both_stages_through_cli(hf, shards, tmp_path, built, adapter, vision, l
         "--gradient-checkpointing",
     )
     assert f"init from {saved}" in out
-    assert _window_drop(sft) > 0.8, [m["loss"] for m in _metrics(sft)]
+    assert _window_drop(sft) > 0.8, [m["loss"] for m in metrics(sft)]
     run_cfg = json.loads((sft / "config.json").read_text())
     assert run_cfg["train"]["init_from"] == str(saved) and run_cfg["train"]["gradient_checkpointing"]
     # stage 2: the LLM learns too (in fp32, though the Qwen2 folder holds bf16); the vision tower stays
@@ -202,45 +194,10 @@ def test_both_stages_through_cli(hf, shards, tmp_path, built, adapter, vision, l
 
 
 def test_resume_matches_uninterrupted_run_with_hf_towers(hf, shards, tmp_path):
-    def cfg(out: Path, stop_after: int | None = None, resume: bool = False) -> TrainConfig:
-        return TrainConfig(
-            shards=str(shards),
-            out=str(out),
-            stage="sft",
-            steps=6,
-            batch_size=4,
-            lr=3e-3,
-            warmup=2,
-            workers=2,
-            shuffle_buffer=16,
-            seed=11,
-            save_every=2,
-            keep_checkpoints=2,
-            resume=resume,
-            stop_after=stop_after,
-        )
-
     mcfg = _model_cfg(hf, "query", "siglip", "qwen2")
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(mcfg, cfg(a), echo=_quiet)
-    # interrupted after step 3 (odd: the resumed loader must rotate its 2 workers), then resumed
-    train(mcfg, cfg(b, stop_after=3), echo=_quiet)
-    assert [s for s, _ in ckpt.list_checkpoints(b)] == [2, 3]
-    train(mcfg, cfg(b, resume=True), echo=_quiet)
+    a, b = assert_resume_matches(mcfg, shards, tmp_path, keep_checkpoints=2)
     assert [s for s, _ in ckpt.list_checkpoints(a)] == [s for s, _ in ckpt.list_checkpoints(b)] == [4, 6]
-    sa, sb = ckpt.load_state(ckpt.latest(a)), ckpt.load_state(ckpt.latest(b))
-    assert sa.step == sb.step == 6 and sa.consumed_batches == sb.consumed_batches == 6
-    for pa, pb in zip(sa.optimizer["state"].values(), sb.optimizer["state"].values(), strict=True):
-        assert pa["step"] == pb["step"]
-        assert torch.allclose(pa["exp_avg"], pb["exp_avg"], atol=1e-6)
-        assert torch.allclose(pa["exp_avg_sq"], pb["exp_avg_sq"], atol=1e-8)
-    wa, wb = ckpt.load_weights(ckpt.latest(a)), ckpt.load_weights(ckpt.latest(b))
-    assert wa.keys() == wb.keys() and any(k.startswith("lm.") for k in wa)
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
-    ma, mb = _metrics(a), _metrics(b)
-    assert [x["step"] for x in mb] == [1, 2, 3, 4, 5, 6]
-    assert [x["lr"] for x in ma] == [x["lr"] for x in mb]
-    assert [x["loss"] for x in ma] == pytest.approx([x["loss"] for x in mb], abs=1e-4)
+    assert any(k.startswith("lm.") for k in ckpt.load_weights(ckpt.latest(a)))
 
 
 def _probes(model) -> dict[str, torch.nn.Module]:
@@ -332,7 +289,7 @@ def test_keep_last_checkpoints_and_resume_from_the_newest(shards, tmp_path):
     out = _unimm(*args, "--steps", "12", "--resume")
     assert f"resuming from {ckpt.step_folder(run, 10)}" in out
     assert [s for s, _ in ckpt.list_checkpoints(run)] == [10, 12]
-    assert [m["step"] for m in _metrics(run)] == list(range(1, 13))
+    assert [m["step"] for m in metrics(run)] == list(range(1, 13))
     assert ckpt.load_state(ckpt.latest(run)).consumed_batches == 12
 
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.test_train_data import coco_chats, write_shards
+from tests.train_helpers import assert_resume_matches, metrics, quiet
 from unimm.errors import ConfigError
 from unimm.train import checkpoint as ckpt
 from unimm.train.config import ModelConfig, TrainConfig
@@ -29,14 +30,6 @@ def shards(tmp_path_factory, realdata) -> Path:
     d = tmp_path_factory.mktemp("train_shards")
     write_shards(d, coco_chats(realdata), 4)
     return d
-
-
-def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def _quiet(*_: object) -> None:
-    pass
 
 
 def test_schedule_warmup_then_cosine_to_floor():
@@ -112,7 +105,7 @@ def test_sft_loss_falls_through_cli(cli, shards, tmp_path):
         "10",
     )
     assert r.returncode == 0, r.stderr
-    m = _metrics(run)
+    m = metrics(run)
     assert [x["step"] for x in m] == list(range(1, 31))
     first, last = m[0]["loss"], sum(x["loss"] for x in m[-5:]) / 5
     assert first > 9.5 and last < first - 3.0, (first, last)
@@ -140,7 +133,7 @@ def test_pretrain_trains_only_the_adapter_then_sft_inits_from_it(shards, tmp_pat
             workers=0,
             seed=5,
         ),
-        echo=_quiet,
+        echo=quiet,
     )
     saved = load_file(str(ckpt.latest(pre) / ckpt.WEIGHTS))
     torch.manual_seed(5)
@@ -148,7 +141,7 @@ def test_pretrain_trains_only_the_adapter_then_sft_inits_from_it(shards, tmp_pat
     for k, v in saved.items():
         same = torch.equal(v, fresh[k])
         assert same == (not k.startswith("adapter.")), k
-    m = _metrics(pre)
+    m = metrics(pre)
     assert m[-1]["loss"] < m[0]["loss"]
     # stage 2 from the stage-1 checkpoint: with a vanishing lr the weights are the stage-1 ones
     sft = tmp_path / "sft"
@@ -165,7 +158,7 @@ def test_pretrain_trains_only_the_adapter_then_sft_inits_from_it(shards, tmp_pat
             workers=0,
             init_from=str(pre),  # a run folder: its newest checkpoint
         ),
-        echo=_quiet,
+        echo=quiet,
     )
     after = load_file(str(ckpt.latest(sft) / ckpt.WEIGHTS))
     assert after.keys() == saved.keys()
@@ -175,42 +168,7 @@ def test_pretrain_trains_only_the_adapter_then_sft_inits_from_it(shards, tmp_pat
 
 @pytest.mark.slow
 def test_resume_matches_uninterrupted_run(shards, tmp_path):
-    def cfg(out: Path, stop_after: int | None = None, resume: bool = False) -> TrainConfig:
-        return TrainConfig(
-            shards=str(shards),
-            out=str(out),
-            stage="sft",
-            steps=6,
-            batch_size=4,
-            lr=3e-3,
-            warmup=2,
-            workers=2,
-            shuffle_buffer=16,
-            seed=11,
-            save_every=2,
-            resume=resume,
-            stop_after=stop_after,
-        )
-
-    mcfg = ModelConfig(**SMALL)
-    train(mcfg, cfg(tmp_path / "a"), echo=_quiet)
-    # interrupted after step 3 (odd: the resumed loader must rotate its 2 workers), then resumed
-    train(mcfg, cfg(tmp_path / "b", stop_after=3), echo=_quiet)
-    assert ckpt.load_state(ckpt.latest(tmp_path / "b")).step == 3
-    train(mcfg, cfg(tmp_path / "b", resume=True), echo=_quiet)
-    sa, sb = ckpt.load_state(ckpt.latest(tmp_path / "a")), ckpt.load_state(ckpt.latest(tmp_path / "b"))
-    assert sa.step == sb.step == 6 and sa.consumed_batches == sb.consumed_batches == 6
-    assert sa.scheduler["_last_lr"] == sb.scheduler["_last_lr"]
-    for pa, pb in zip(sa.optimizer["state"].values(), sb.optimizer["state"].values(), strict=True):
-        assert pa["step"] == pb["step"]
-        assert torch.allclose(pa["exp_avg"], pb["exp_avg"], atol=1e-6)
-        assert torch.allclose(pa["exp_avg_sq"], pb["exp_avg_sq"], atol=1e-8)
-    wa, wb = ckpt.load_weights(ckpt.latest(tmp_path / "a")), ckpt.load_weights(ckpt.latest(tmp_path / "b"))
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
-    ma, mb = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
-    assert [x["step"] for x in mb] == [1, 2, 3, 4, 5, 6]
-    assert [x["lr"] for x in ma] == [x["lr"] for x in mb]
-    assert [x["loss"] for x in ma] == pytest.approx([x["loss"] for x in mb], abs=1e-4)
+    assert_resume_matches(ModelConfig(**SMALL), shards, tmp_path)
 
 
 def test_checkpoint_load_refuses_arbitrary_objects(tmp_path):
@@ -288,7 +246,7 @@ def test_ddp_two_ranks_read_disjoint_samples(shards, tmp_path):
     assert not set(keys[0]) & set(keys[1])
     assert len(set(keys[0]) | set(keys[1])) == 80
     assert "world 2" in r.stdout
-    assert [x["step"] for x in _metrics(run)] == list(range(1, 11))
+    assert [x["step"] for x in metrics(run)] == list(range(1, 11))
 
 
 @pytest.mark.cuda
@@ -307,8 +265,8 @@ def test_cuda_bf16_training(shards, tmp_path):
             workers=2,
             device="cuda",
         ),
-        echo=_quiet,
+        echo=quiet,
     )
-    m = _metrics(run)
+    m = metrics(run)
     assert last["step"] == 20 and m[-1]["loss"] < m[0]["loss"] - 1.0
     assert ckpt.load_state(ckpt.latest(run)).step == 20
