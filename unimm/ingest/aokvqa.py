@@ -17,8 +17,7 @@ import polars as pl
 
 from unimm.errors import InputError
 from unimm.ingest.base import (
-    Ingester,
-    SourceTables,
+    PerSplitIngester,
     annotations_frame,
     answers_column,
     expected,
@@ -48,25 +47,13 @@ class AokvqaItem(AokvqaQuestion, gc=False):
     difficult_direct_answer: bool | None = None
 
 
-class AokvqaIngester(Ingester):
+class AokvqaIngester(PerSplitIngester):
     name = "aokvqa"
 
     def missing(self, data_root: Path) -> list[tuple[str, str]]:
         if self._present(data_root):
             return []
         return [(f.path, f.archive_url) for f in expected(self.name)]
-
-    def read(self, data_root: Path) -> SourceTables:
-        data_root = Path(data_root)
-        anns: list[pl.DataFrame] = []
-        imgs: list[pl.DataFrame] = []
-        files: list[str] = []
-        for f in self._present(data_root):
-            files.append(f.path)
-            a, i = self._split(data_root / f.path, f.split)
-            anns.append(a)
-            imgs.append(i)
-        return SourceTables(annotations=pl.concat(anns), images=pl.concat(imgs), files=files)
 
     def _split(self, path: Path, split: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         items = decode_file(path, list[AokvqaItem])

@@ -88,6 +88,27 @@ class Ingester(abc.ABC):
         return [(f.path, f.archive_url) for f in files if f.split in splits and f not in present]
 
 
+class PerSplitIngester(Ingester):
+    """A source with one file per split, each decoded on its own (`_split`) into an annotation
+    and an image table; `read` concatenates those of the files present."""
+
+    def read(self, data_root: Path) -> SourceTables:
+        data_root = Path(data_root)
+        anns: list[pl.DataFrame] = []
+        imgs: list[pl.DataFrame] = []
+        files: list[str] = []
+        for f in self._present(data_root):
+            files.append(f.path)
+            a, i = self._split(data_root / f.path, f.split)
+            anns.append(a)
+            imgs.append(i)
+        return SourceTables(annotations=pl.concat(anns), images=pl.concat(imgs), files=files)
+
+    @abc.abstractmethod
+    def _split(self, path: Path, split: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The (annotations, images) tables of one split's file."""
+
+
 # --------------------------------------------------------------------------------------------
 # column builders
 # --------------------------------------------------------------------------------------------

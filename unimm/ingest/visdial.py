@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from unimm.errors import InputError
-from unimm.ingest.base import Ingester, SourceTables, annotations_frame, expected, images_frame, utf8
+from unimm.ingest.base import PerSplitIngester, annotations_frame, expected, images_frame, utf8
 from unimm.ingest.jsonio import decode_file
 from unimm.keys import (
     VISDIAL_IMAGE_SPLITS,
@@ -70,7 +70,7 @@ def _round(i: int, j: int) -> str:
     return f"data.dialogs[{i}].dialog[{j}]"
 
 
-class VisdialIngester(Ingester):
+class VisdialIngester(PerSplitIngester):
     name = "visdial"
 
     def missing(self, data_root: Path) -> list[tuple[str, str]]:
@@ -78,18 +78,6 @@ class VisdialIngester(Ingester):
         if any(self._exists(data_root, f) for f in required):
             return []
         return [(f.path, f.archive_url) for f in required]
-
-    def read(self, data_root: Path) -> SourceTables:
-        data_root = Path(data_root)
-        anns: list[pl.DataFrame] = []
-        imgs: list[pl.DataFrame] = []
-        files: list[str] = []
-        for f in self._present(data_root):
-            files.append(f.path)
-            a, i = self._split(data_root / f.path, f.split)
-            anns.append(a)
-            imgs.append(i)
-        return SourceTables(annotations=pl.concat(anns), images=pl.concat(imgs), files=files)
 
     def _split(self, path: Path, split: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         doc = decode_file(path, VisdialFile)
