@@ -1,5 +1,6 @@
-"""filter, per partition: (the LLM judge,) structure, leakage, echo and grounding checks of every
-dialogue against its image's merged annotations -> kept dialogues + rejects with reasons."""
+"""filter, per partition: structure, leakage and echo checks of every dialogue, then (the LLM judge
+and) the grounding checks against its image's merged annotations of those that pass them (of all
+with `filter.ground_rejected`) -> kept dialogues + rejects with reasons."""
 
 from __future__ import annotations
 
