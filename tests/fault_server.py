@@ -46,9 +46,8 @@ def models_reply() -> Reply:
     return json_reply({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "vllm"}]})
 
 
-def dialogue_reply(question: str = "What is in the picture?", answer: str = "A dog on a couch.") -> Reply:
-    """A well-formed chat completion whose content is a valid one-turn dialogue."""
-    content = json.dumps({"turns": [{"question": question, "answer": answer}]})
+def completion_reply(content: str, prompt_tokens: int = 12, completion_tokens: int = 8) -> Reply:
+    """A well-formed chat completion of MODEL whose message is `content`."""
     return json_reply(
         {
             "id": "cmpl-1",
@@ -58,9 +57,18 @@ def dialogue_reply(question: str = "What is in the picture?", answer: str = "A d
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
             ],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
     )
+
+
+def dialogue_reply(question: str = "What is in the picture?", answer: str = "A dog on a couch.") -> Reply:
+    """A well-formed chat completion whose content is a valid one-turn dialogue."""
+    return completion_reply(json.dumps({"turns": [{"question": question, "answer": answer}]}))
 
 
 class FaultServer:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageStat
 
-from tests.fault_server import FaultServer, Reply, Seen, json_reply
+from tests.fault_server import FaultServer, Reply, Seen, completion_reply, json_reply
 from unimm.generate.vision import DATA_URL_PREFIX, fit_within
 
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -64,21 +64,6 @@ class Expectations:
     systems: Mapping[str, str]
     max_side: int
     schemas: Mapping[str, dict] = field(default_factory=dict)  # schema name -> JSON schema
-
-
-def _completion(content: str) -> Reply:
-    return json_reply(
-        {
-            "id": "cmpl-vlm",
-            "object": "chat.completion",
-            "created": 0,
-            "model": MODEL,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 900, "completion_tokens": 120, "total_tokens": 1020},
-        }
-    )
 
 
 def _sentence(text: str) -> str:
@@ -231,8 +216,8 @@ class VLMStandIn(FaultServer):
         if kind == "judge_response":
             user = body["messages"][-1]["content"]
             full = next(p["text"] for p in user if p.get("type") == "text")
-            return _completion(json.dumps(verdicts_for(full)))
-        return _completion(json.dumps(dialogue_from(text)))
+            return completion_reply(json.dumps(verdicts_for(full)), 900, 120)
+        return completion_reply(json.dumps(dialogue_from(text)), 900, 120)
 
     def count(self, kind: str) -> int:
         with self._vlock:
