@@ -135,6 +135,56 @@ def test_prompt_echo():
     assert reasons_of(make_chat("coco_1", GOOD), cfg) == []
 
 
+BOILERPLATE_MIX = [
+    make_chat("coco_1", GOOD),
+    make_chat("coco_2", [("What is it?", "As an AI I can't see it.")]),
+    make_chat("coco_3", [("Describe the CAPTION.", "A dog.")]),
+    make_chat("coco_4", [("What is it?", '{"answer": "dog"}')]),
+    make_chat("coco_5", [("What is it?", "I'm sorry, the dataset says a dog.")]),
+    make_chat("coco_6", [*GOOD, ("Ünïcode?", "Straße, ß.")]),
+]
+
+
+def test_boilerplate_batch_matches_python_re():
+    """The pattern checks over a batch of dialogues (polars) give per dialogue what Python's `re`
+    gives turn by turn with the same patterns."""
+    import re
+
+    from unimm.filter.boilerplate import boilerplate_reasons_batch
+
+    cfg = FilterConfig()
+    expected = []
+    for chat in BOILERPLATE_MIX:
+        codes = []
+        for code, patterns in (
+            ("refusal", cfg.refusal_patterns),
+            ("annotation_leak", cfg.leak_patterns),
+            ("markup_leak", cfg.markup_patterns),
+        ):
+            if any(re.search(p, t.content, re.I) for p in patterns for t in chat.turns):
+                codes.append(code)
+        expected.append(codes)
+    assert boilerplate_reasons_batch(BOILERPLATE_MIX, cfg) == expected
+    assert expected[1:5] == [
+        ["refusal"],
+        ["annotation_leak"],
+        ["markup_leak"],
+        ["refusal", "annotation_leak"],
+    ]
+    assert boilerplate_reasons_batch([], cfg) == []
+
+
+def test_boilerplate_pattern_only_python_can_compile():
+    """A user pattern with look-ahead (which Rust's regex engine rejects) still applies, through
+    Python's `re`: same reasons as any other pattern."""
+    cfg = FilterConfig(leak_patterns=[r"\bdog(?! park)\b"])
+    chats = [
+        make_chat("coco_1", [("Where?", "At the dog park.")]),
+        make_chat("coco_2", [("What?", "A DOG.")]),
+    ]
+    assert [reasons_of(c, cfg) for c in chats] == [[], ["annotation_leak"]]
+
+
 def test_vqa_answer_normalisation():
     assert normalize_answer("Two.") == "2"
     assert normalize_answer("The Dog") == "dog"

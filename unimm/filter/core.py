@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from unimm import grounding
-from unimm.filter.boilerplate import boilerplate_reasons
+from unimm.filter.boilerplate import boilerplate_reasons_batch
 from unimm.filter.config import FilterConfig
 from unimm.filter.reasons import count_reasons
 from unimm.filter.structure import structure_reasons
@@ -23,15 +23,17 @@ class FilterResult:
     counts: dict[str, int]
 
 
-def cheap_reasons(chat: Chat, cfg: FilterConfig) -> list[str]:
-    """Reasons of the structure and boilerplate checks: a pass over the turns' text, no annotations."""
-    return structure_reasons(chat, cfg) + boilerplate_reasons(chat, cfg)
+def cheap_reasons(chats: Sequence[Chat], cfg: FilterConfig) -> list[list[str]]:
+    """Per chat, the reasons of the structure and boilerplate checks: a pass over the turns' text,
+    no annotations (the pattern checks over every turn at once)."""
+    boiler = boilerplate_reasons_batch(chats, cfg)
+    return [structure_reasons(c, cfg) + b for c, b in zip(chats, boiler, strict=True)]
 
 
-def needs_grounding(chat: Chat, cfg: FilterConfig) -> bool:
-    """Whether the grounding checks (and the LLM judge) see this dialogue: it passes the cheap
-    checks, or `cfg.ground_rejected` asks for every reason of every reject."""
-    return cfg.ground_rejected or not cheap_reasons(chat, cfg)
+def needs_grounding(cheap: list[str], cfg: FilterConfig) -> bool:
+    """Whether the grounding checks (and the LLM judge) see a dialogue with these cheap reasons:
+    it passes the cheap checks, or `cfg.ground_rejected` asks for every reason of every reject."""
+    return cfg.ground_rejected or not cheap
 
 
 def chat_reasons(
@@ -40,11 +42,13 @@ def chat_reasons(
     cfg: FilterConfig,
     verdicts: list[JudgeVerdict] | None = None,
     judge_fingerprint: str | None = None,
+    cheap: list[str] | None = None,
 ) -> tuple[list[str], GroundingReport | None]:
     """The reasons that reject one dialogue, and its grounding report (None when the cheap checks
-    already reject it and `cfg.ground_rejected` is off: grounding is not run)."""
-    reasons = cheap_reasons(chat, cfg)
-    if reasons and not cfg.ground_rejected:
+    already reject it and `cfg.ground_rejected` is off: grounding is not run). `cheap`: its cheap
+    reasons when already known."""
+    reasons = cheap if cheap is not None else cheap_reasons([chat], cfg)[0]
+    if not needs_grounding(reasons, cfg):
         return reasons, None
     g = grounding.ground_chat(chat, merged, cfg, verdicts, judge_fingerprint=judge_fingerprint)
     return reasons + g.reasons, g.report
@@ -56,20 +60,23 @@ def filter_chats(
     cfg: FilterConfig | None = None,
     verdicts: Mapping[str, list[JudgeVerdict]] | None = None,
     judge_fingerprint: str | None = None,
+    cheap: list[list[str]] | None = None,
 ) -> FilterResult:
     """Split `chats` into kept and rejected. `merged` maps image_key -> MergedImage; a chat whose
     image has no merged record is still filtered but not grounded (score None), and so is one the
     cheap checks reject (unless `cfg.ground_rejected`). `verdicts` maps
     chat id -> the LLM judge's verdicts, folded into grounding when given; `judge_fingerprint`
-    (the judge prompt's) is recorded on every judged chat's report."""
+    (the judge prompt's) is recorded on every judged chat's report. `cheap`: the chats'
+    `cheap_reasons` when already computed."""
     cfg = cfg or FilterConfig()
     verdicts = verdicts or {}
+    cheap = cheap if cheap is not None else cheap_reasons(chats, cfg)
     kept: list[Chat] = []
     rejects: list[Reject] = []
-    for chat in chats:
+    for chat, chat_cheap in zip(chats, cheap, strict=True):
         judged = verdicts.get(chat.id)
         fp = judge_fingerprint if judged is not None else None
-        reasons, report = chat_reasons(chat, merged.get(chat.image_key), cfg, judged, fp)
+        reasons, report = chat_reasons(chat, merged.get(chat.image_key), cfg, judged, fp, chat_cheap)
         score = report.score if report is not None else None
         scored = chat.model_copy(update={"grounding_score": score, "grounding": report})
         if reasons:

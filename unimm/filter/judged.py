@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unimm.filter.config import FilterConfig
-from unimm.filter.core import FilterResult, filter_chats, needs_grounding
+from unimm.filter.core import FilterResult, cheap_reasons, filter_chats, needs_grounding
 from unimm.generate import GenerateConfig
 from unimm.grounding.judge import JudgeResult, judge_chats, judge_fingerprint
 from unimm.schema import Chat, MergedImage
@@ -44,13 +44,16 @@ def judge_and_filter(
     if judge_cache is None:
         raise ValueError("filter.judge needs a judge cache folder")
     # The judge's calls cost GPU time: a dialogue the cheap checks reject anyway is not judged.
+    cheap = cheap_reasons(chats, cfg)
     judged = judge_chats(
-        [c for c in chats if needs_grounding(c, cfg)],
+        [c for c, r in zip(chats, cheap, strict=True) if needs_grounding(r, cfg)],
         merged,
         cfg.judge_llm.inherit(generate),
         judge_cache,
         progress=progress,
         image_root=image_root,
     )
-    fr = filter_chats(chats, merged, cfg, verdicts=judged.verdicts, judge_fingerprint=judged.fingerprint)
+    fr = filter_chats(
+        chats, merged, cfg, verdicts=judged.verdicts, judge_fingerprint=judged.fingerprint, cheap=cheap
+    )
     return fr, judged
