@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import msgspec
 import polars as pl
 import pytest
 
@@ -242,7 +243,7 @@ def test_dialog_no_makes_an_object_absent(merged: dict[str, MergedImage]) -> Non
     # the rule check and the restated question both contradict it
     assert out.reasons == ["existence_mismatch:mouse:yes!=no", "grounding_contradiction:yesno"]
     assert ground(merged, VAL, "Is there a mouse?", "No, there is no mouse.").reasons == []
-    without = merged[VAL].model_copy(update={"dialogs": []})
+    without = msgspec.structs.replace(merged[VAL], dialogs=[])
     assert ground_turns(wrong, without, FilterConfig(min_grounding=0.0)).report.checks == 0
 
 

@@ -25,6 +25,7 @@ from unimm.generate.render import render_record
 from unimm.generate.template import TEMPLATE_VERSION, template_dialogue, template_fingerprint
 from unimm.generate.vision import Missing, image_root_for, locate_pictures, vision_messages
 from unimm.schema import Chat, DialogueResponse, GenerationFailure, GeneratorInfo, MergedImage, Turn
+from unimm.structs import record_json
 
 
 class GenerateSummary(BaseModel):
@@ -171,9 +172,8 @@ class _Run:
         fp = template_fingerprint()
         prefix = canonical_json(["template", fp]).encode()
         for i, record in enumerate(self.records):
-            # The record's own JSON (pydantic's, in field order: as stable as sorted keys) costs a
-            # tenth of a Python dict dumped by json.
-            rid = hashlib.sha256(prefix + record.model_dump_json().encode()).hexdigest()
+            # The record's own JSON (in field order: as stable as sorted keys).
+            rid = hashlib.sha256(prefix + record_json(record)).hexdigest()
             info = GeneratorInfo(
                 backend="template",
                 model="template",
