@@ -22,7 +22,6 @@ is polars expressions over whole columns; nothing loops over rows in Python.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import msgspec
 import polars as pl
 from pydantic import BaseModel, Field
 
-from unimm import workdir
+from unimm import handoff, workdir
 from unimm.errors import ConfigError, InputError, MissingStageOutputError, UnimmError
 from unimm.gcpolicy import bulk_parse
 from unimm.keys import PARTITION_HASH, image_number_expr, partition_range
@@ -442,7 +441,6 @@ def merged_parts(work: Path) -> list[Path]:
 
 
 _ROW = "__unimm_row"
-_last_read: tuple[tuple, list[MergedImage]] | None = None
 
 
 def read_partition(
@@ -454,29 +452,17 @@ def read_partition(
     build). A row that does not decode is an InputError naming the partition, the record and
     the field.
 
-    The last partition read whole is kept until `forget_partitions()`: generate and filter of one
-    partition run in one process, and the second read is then free instead of a second parse."""
-    st = os.stat(part)
-    ident = (os.path.abspath(part), st.st_mtime_ns, st.st_size)
-    if _last_read is not None and _last_read[0] == ident:
-        cached = _last_read[1]
+    The last partition read whole is kept for the unit's next step (`unimm.handoff`): generate
+    and filter of one partition run in one process, and the second read is then free."""
+    cached = handoff.kept("merged", part)
+    if cached is not None:
         if keys is not None:
             cached = [r for r in cached if r.image_key in keys]
-        return cached[:n_rows] if n_rows is not None else list(cached)
+        return cached[:n_rows] if n_rows is not None else cached
     records = _read_rows(part, n_rows, keys)
     if n_rows is None and keys is None:
-        _remember(ident, records)
+        handoff.keep("merged", part, records)
     return records
-
-
-def forget_partitions() -> None:
-    """Drop the partition kept by read_partition (a unit of work ends)."""
-    _remember(None, [])
-
-
-def _remember(ident: tuple | None, records: list[MergedImage]) -> None:
-    global _last_read
-    _last_read = (ident, records) if ident is not None else None
 
 
 def _read_rows(part: Path, n_rows: int | None, keys: set[str] | None) -> list[MergedImage]:

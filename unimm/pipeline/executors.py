@@ -38,7 +38,7 @@ class TaskError(NamedTuple):
 
 def run_task(ctx: Context, task: Task) -> list[Outcome] | TaskError:
     """Run `task.steps` for `task.unit` in order, stopping after a unit that could not finish."""
-    from unimm.merge import forget_partitions
+    from unimm import handoff
     from unimm.pipeline.steps import BY_NAME
 
     outcomes: list[Outcome] = []
@@ -51,7 +51,7 @@ def run_task(ctx: Context, task: Task) -> list[Outcome] | TaskError:
     except UnimmError as e:
         return TaskError(outcomes, e)
     finally:
-        forget_partitions()  # the partition's records served its chain; free them
+        handoff.forget()  # the partition's records and dialogues served its chain; free them
     return outcomes
 
 

@@ -27,6 +27,7 @@ from unimm.workdir import write_parquet_atomic
 
 class DedupSignStep(Step):
     name = "dedup_sign"
+    reuses_processes = True
     scope = Scope.PARTITION
     reads = "filter"
 
@@ -74,6 +75,7 @@ class DedupJoinStep(Step):
 
 class DedupStep(Step):
     name = "dedup"
+    reuses_processes = True
     scope = Scope.PARTITION
     writes_rejects = True
 
