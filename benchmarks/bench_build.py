@@ -138,7 +138,7 @@ def main() -> None:
         f"| {kind} | {len(v)} | {sum(s for s, _ in v):.0f} | {max(s for s, _ in v):.0f} | {max(g for _, g in v):.2f} |"
         for kind, v in by_kind.items()
     )
-    body = f"""## Full-scale template build (issue 13)
+    body = f"""## Full-scale template build
 
 Machine: {machine_line()}. `python benchmarks/fullscale --scale {args.scale:g}` (180,156 images at
 scale 1), then `unimm build --sources coco,vqav2,vg --llm template --no-images`; one run of

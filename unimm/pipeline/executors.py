@@ -111,7 +111,7 @@ class LocalExecutor:
         pending = sorted(tasks, key=lambda t: -t.memory)  # the largest first, not left to run alone
         pool_ctx = multiprocessing.get_context("spawn")
         workers = min(self.workers, len(tasks))
-        # A fresh process per task returns a finished chain's memory to the system, at ~0.5
+        # A fresh process per task returns a finished task's memory to the system, at ~0.5
         # CPU-s of imports a task; units that leave little behind share their workers.
         with (
             _child_threads(max(1, machine_workers() // workers)),

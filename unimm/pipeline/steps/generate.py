@@ -55,7 +55,7 @@ class GenerateStep(Step):
     name = "generate"
     # A chain frees its partition's records and dialogues when it ends (unimm.handoff.forget), so
     # its worker can run the next: ~0.5 CPU-s of imports saved per partition, and the full-scale
-    # build's peak stayed at 3.1 GB (3.0 with a fresh process per chain).
+    # build's peak stayed at 3.0 GB.
     reuses_processes = True
     scope = Scope.PARTITION
 
