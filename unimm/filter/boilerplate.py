@@ -97,8 +97,3 @@ def boilerplate_reasons_batch(chats: Sequence[Chat], cfg: FilterConfig) -> list[
         }
         hits.append(("prompt_echo", echoed))
     return [[code for code, found in hits if i in found] for i in range(len(chats))]
-
-
-def boilerplate_reasons(chat: Chat, cfg: FilterConfig) -> list[str]:
-    """Reason codes `refusal`, `annotation_leak`, `markup_leak`, `prompt_echo` that apply."""
-    return boilerplate_reasons_batch([chat], cfg)[0]

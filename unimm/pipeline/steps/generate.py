@@ -13,7 +13,8 @@ from unimm.generate.dispatch import is_transient
 from unimm.generate.vision import images_fingerprint
 from unimm.merge import image_files, read_partition
 from unimm.pipeline.step import Context, Scope, Step, StepResult
-from unimm.tables import chats_to_frame, failures_to_frame
+from unimm.pipeline.tables import write_chats
+from unimm.tables import failures_to_frame
 from unimm.workdir import write_parquet_atomic
 
 CHAIN_BASE_BYTES = 300 * 2**20
@@ -82,7 +83,7 @@ class GenerateStep(Step):
         res = generate_chats(
             records, cfg, lay.generate_cache(unit), progress=ctx.progress, image_root=ctx.cfg.image_dir
         )
-        write_parquet_atomic(chats_to_frame(res.chats), lay.chats(self.name, unit))
+        write_chats(res.chats, lay.chats(self.name, unit))  # handed on to filter (unimm.handoff)
         write_parquet_atomic(failures_to_frame(res.failures), lay.failures(unit))
         s = res.summary
         transient = sum(is_transient(f.reason) for f in res.failures)
