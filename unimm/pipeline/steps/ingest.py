@@ -20,6 +20,7 @@ PROCESS_MIN_BYTES = 32 * 2**20
 class IngestStep(Step):
     name = "ingest"
     scope = Scope.SOURCE
+    uneven_units = True  # sources range from ~80 MB (COCO captions) to ~0.8 GB (VG) of JSON
 
     def check(self, ctx: Context) -> None:
         """Every file of every source, before anything is read."""
