@@ -119,6 +119,10 @@ def vg_key_expr(vg_id: str | pl.Expr, coco_id: str | pl.Expr) -> pl.Expr:
 # (each ingest table is) hands any partition of any partition count to merge as one contiguous
 # run of row groups. Fibonacci hashing: multiply by 2^64/phi, keep the top 32 bits.
 PARTITION_HASH = "_part_hash"
+# Merge's default partition size (its `partitions: 0`): small enough that two partitions'
+# generate/filter chains (about 230 KB of Python objects per image at full scale) run side by
+# side on 2 cores within the build's 8 GB.
+IMAGES_PER_PARTITION = 10_000
 _FIB = 0x9E3779B97F4A7C15
 # Each id space but COCO's is shifted by its own offset, so that no two prefixes share an image
 # number (ids stay far below 2^40). Any other prefix counts as VG's, as before VisDial.

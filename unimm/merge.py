@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from unimm import handoff, workdir
 from unimm.errors import ConfigError, InputError, MissingStageOutputError, UnimmError
 from unimm.gcpolicy import bulk_parse
-from unimm.keys import PARTITION_HASH, image_number_expr, partition_range
+from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH, image_number_expr, partition_range
 from unimm.pipeline.layout import Layout
 from unimm.schema import KINDS, SOURCES, ImageFile, MergedImage
 from unimm.sources import SOURCE_SPECS
@@ -40,9 +40,6 @@ from unimm.structs import error_location, list_decoder
 from unimm.tables import INGEST_ANNOTATION_SCHEMA, MERGED_IMAGE_SCHEMA
 
 _RANK = {s: i for i, s in enumerate(SOURCES)}
-# Small enough that two partitions' generate/filter chains (about 230 KB of Python objects per
-# image at full scale) run side by side on 2 cores within the build's 8 GB.
-IMAGES_PER_PARTITION = 10_000
 # A partition's frames fit in memory many times over: polars' in-memory engine runs its group-bys
 # and joins ~30% faster than the streaming default.
 _ENGINE = "in-memory"

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
             None, min=1, help="Keep only images annotated by at least N sources."
         ),
         partitions: int = typer.Option(
-            None, min=0, help="Output partitions (0 = one per ~10,000 images, merge.IMAGES_PER_PARTITION)."
+            None, min=0, help="Output partitions (0 = one per ~10,000 images, keys.IMAGES_PER_PARTITION)."
         ),
         set_: list[str] = SET,
         executor: str = EXECUTOR,
