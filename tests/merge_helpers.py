@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from unimm.ingest.base import annotations_frame, images_frame
-from unimm.ingest.runner import write_ingest_table
+from unimm.ingest.tablefile import write_ingest_table
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, ImageRef
 from unimm.tables import ANNOTATION_SCHEMA, IMAGE_REF_SCHEMA

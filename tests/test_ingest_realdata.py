@@ -10,9 +10,11 @@ import polars as pl
 import pytest
 
 from unimm.ingest import run_ingest
+from unimm.ingest.tablefile import read_ingest_table
 from unimm.keys import PARTITION_HASH
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, Answer, ImageRef
+from unimm.tables import INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA
 
 VG_FILES = ("image_data", "region_descriptions", "question_answers", "objects", "attributes")
 
@@ -62,17 +64,19 @@ def test_vg_tables_do_not_depend_on_the_decode_chunk(
 
 
 def test_coco_counts(work: Path) -> None:
-    df = pl.read_parquet(Layout(work).ingest_table("coco"))
+    df = read_ingest_table(Layout(work).ingest_table("coco"), INGEST_ANNOTATION_SCHEMA)
     train = df.filter(pl.col("split") == "train2017")
     assert train.filter(pl.col("kind") == "caption").height == 400
     assert train.filter(pl.col("kind") == "object").height == 739
     assert df.filter(pl.col("kind") == "caption")["source_id"].n_unique() == 795
-    imgs = pl.read_parquet(Layout(work).ingest_images("coco"))
+    imgs = read_ingest_table(Layout(work).ingest_images("coco"), INGEST_IMAGE_SCHEMA)
     assert imgs.height == 159 and imgs.filter(pl.col("split") == "train2017").height == 80
 
 
 def test_coco_real_captions_trimmed_case_kept(work: Path) -> None:
-    df = pl.read_parquet(Layout(work).ingest_table("coco")).filter(pl.col("kind") == "caption")
+    df = read_ingest_table(Layout(work).ingest_table("coco"), INGEST_ANNOTATION_SCHEMA).filter(
+        pl.col("kind") == "caption"
+    )
     text = dict(zip(df["source_id"], df["text"], strict=True))
     assert text["628032"] == "an offica kitchen with white cabinets and some yellow walls"
     assert text["189189"] == "A PERSON IS SKIING ON THE SLOPE"
@@ -88,7 +92,9 @@ def test_coco_real_boxes_match_the_file(work: Path, realdata: Path) -> None:
     doc = json.loads((realdata / "coco-mini" / "annotations" / "instances_train2017.json").read_text())
     size = {i["id"]: (i["width"], i["height"]) for i in doc["images"]}
     names = {c["id"]: c["name"] for c in doc["categories"]}
-    df = pl.read_parquet(Layout(work).ingest_table("coco")).filter(pl.col("kind") == "object")
+    df = read_ingest_table(Layout(work).ingest_table("coco"), INGEST_ANNOTATION_SCHEMA).filter(
+        pl.col("kind") == "object"
+    )
     got = {r["source_id"]: r for r in df.iter_rows(named=True)}
     for a in doc["annotations"][::50]:
         w, h = size[a["image_id"]]
@@ -103,21 +109,26 @@ def test_coco_real_crowd_boxes_keep_iscrowd(work: Path, realdata: Path) -> None:
     for split in ("train", "val"):
         doc = json.loads((realdata / "coco-mini" / "annotations" / f"instances_{split}2017.json").read_text())
         crowd |= {str(a["id"]): a["iscrowd"] == 1 for a in doc["annotations"]}
-    df = pl.read_parquet(Layout(work).ingest_table("coco")).filter(pl.col("kind") == "object")
+    df = read_ingest_table(Layout(work).ingest_table("coco"), INGEST_ANNOTATION_SCHEMA).filter(
+        pl.col("kind") == "object"
+    )
     assert dict(zip(df["source_id"], df["iscrowd"], strict=True)) == crowd
     assert sum(crowd.values()) == 13  # the excerpt has real crowd boxes (8 train, 5 val)
 
 
 def test_coco_image_refs(work: Path) -> None:
     imgs = {
-        r["file_name"]: r for r in pl.read_parquet(Layout(work).ingest_images("coco")).iter_rows(named=True)
+        r["file_name"]: r
+        for r in read_ingest_table(Layout(work).ingest_images("coco"), INGEST_IMAGE_SCHEMA).iter_rows(
+            named=True
+        )
     }
     r = imgs["coco/train2017/000000493652.jpg"]
     assert (r["width"], r["height"], r["coco_id"], r["image_key"]) == (640, 399, 493652, "coco_000000493652")
 
 
 def test_vg_real_records(work: Path) -> None:
-    df = pl.read_parquet(Layout(work).ingest_table("vg")).drop(PARTITION_HASH)
+    df = read_ingest_table(Layout(work).ingest_table("vg"), INGEST_ANNOTATION_SCHEMA).drop(PARTITION_HASH)
     rows = {(r["kind"], r["source_id"]): r for r in df.iter_rows(named=True)}
     qa = Annotation.model_validate(rows[("qa", "986768")])
     assert qa.text == "What color is the clock?" and qa.answer == "Green"
@@ -129,7 +140,7 @@ def test_vg_real_records(work: Path) -> None:
     assert rows[("object", "1058498")]["text"] == "clock"
     per_image = df.filter(pl.col("kind") == "region").group_by("image_key").len()
     assert per_image.height == 5
-    imgs = pl.read_parquet(Layout(work).ingest_images("vg"))
+    imgs = read_ingest_table(Layout(work).ingest_images("vg"), INGEST_IMAGE_SCHEMA)
     files = dict(zip(imgs["image_key"], imgs["file_name"], strict=True))
     assert sorted(files) == ["vg_1", "vg_2", "vg_3", "vg_4", "vg_5"]
     assert (files["vg_1"], files["vg_2"]) == ("vg/VG_100K_2/1.jpg", "vg/VG_100K/2.jpg")
@@ -141,7 +152,7 @@ def _vg_objects(df: pl.DataFrame) -> dict[str, dict]:
 
 def test_vg_real_objects_keep_every_name_and_synset(work: Path, realdata: Path) -> None:
     raw = json.loads((realdata / "visual_genome" / "objects.json").read_text())
-    got = _vg_objects(pl.read_parquet(Layout(work).ingest_table("vg")))
+    got = _vg_objects(read_ingest_table(Layout(work).ingest_table("vg"), INGEST_ANNOTATION_SCHEMA))
     listed = [o for im in raw for o in im["objects"]]
     assert len(got) == len(listed)
     for o in listed:
@@ -156,7 +167,7 @@ def test_vg_real_objects_keep_every_name_and_synset(work: Path, realdata: Path) 
 
 def test_vg_real_attributes_match_the_file(work: Path, realdata: Path) -> None:
     raw = json.loads((realdata / "visual_genome" / "attributes.json").read_text())
-    got = _vg_objects(pl.read_parquet(Layout(work).ingest_table("vg")))
+    got = _vg_objects(read_ingest_table(Layout(work).ingest_table("vg"), INGEST_ANNOTATION_SCHEMA))
     for o in (o for im in raw for o in im["attributes"]):
         want = list(dict.fromkeys(a.strip().lower() for a in o.get("attributes") or [] if a.strip()))
         assert got[str(o["object_id"])]["attributes"] == want
@@ -190,11 +201,15 @@ def test_real_records_merge_with_their_grounding_fields(work: Path) -> None:
 
 def test_sample_rows_validate_against_the_models(work: Path) -> None:
     for source in ("coco", "vg"):
-        df = pl.read_parquet(Layout(work).ingest_table(source)).drop(PARTITION_HASH)
+        df = read_ingest_table(Layout(work).ingest_table(source), INGEST_ANNOTATION_SCHEMA).drop(
+            PARTITION_HASH
+        )
         for row in df.sample(n=min(200, df.height), seed=7).iter_rows(named=True):
             Annotation.model_validate(row)
         for row in (
-            pl.read_parquet(Layout(work).ingest_images(source)).drop(PARTITION_HASH).iter_rows(named=True)
+            read_ingest_table(Layout(work).ingest_images(source), INGEST_IMAGE_SCHEMA)
+            .drop(PARTITION_HASH)
+            .iter_rows(named=True)
         ):
             ImageRef.model_validate(row)
 
@@ -203,8 +218,10 @@ def test_2014_and_2017_together_keep_each_caption_once(realdata: Path, tmp_path:
     root = data_root(realdata, tmp_path, coco2014_copy=True)
     shutil.rmtree(root / "vg")
     (result,) = run_ingest(root, tmp_path / "work", ["coco"], jobs=1)
-    df = pl.read_parquet(Layout(tmp_path / "work").ingest_table("coco")).filter(pl.col("kind") == "caption")
+    df = read_ingest_table(Layout(tmp_path / "work").ingest_table("coco"), INGEST_ANNOTATION_SCHEMA).filter(
+        pl.col("kind") == "caption"
+    )
     assert df.height == df["source_id"].n_unique() == 795 == result.annotations["caption"]
-    imgs = pl.read_parquet(Layout(tmp_path / "work").ingest_images("coco"))
+    imgs = read_ingest_table(Layout(tmp_path / "work").ingest_images("coco"), INGEST_IMAGE_SCHEMA)
     assert imgs.filter(pl.col("split") == "train2014").height == 80  # one ref per release file
     assert imgs["file_name"].n_unique() == imgs.height

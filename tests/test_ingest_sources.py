@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from unimm.ingest import INGESTERS, check_inputs, run_ingest
+from unimm.ingest.tablefile import read_ingest_table
 from unimm.keys import PARTITION_HASH, partition_hash
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, Answer, ImageRef
@@ -25,7 +25,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(work: Path, source: str) -> list[Annotation]:
-    df = pl.read_parquet(Layout(work).ingest_table(source))
+    df = read_ingest_table(Layout(work).ingest_table(source), INGEST_ANNOTATION_SCHEMA)
     assert df.schema == INGEST_ANNOTATION_SCHEMA
     assert df[PARTITION_HASH].to_list() == [partition_hash(k) for k in df["image_key"]]
     # sorted runs (one per file and kind) that merge's partitions read by row-group statistics
@@ -34,7 +34,7 @@ def rows(work: Path, source: str) -> list[Annotation]:
 
 
 def refs(work: Path, source: str) -> list[ImageRef]:
-    df = pl.read_parquet(Layout(work).ingest_images(source))
+    df = read_ingest_table(Layout(work).ingest_images(source), INGEST_IMAGE_SCHEMA)
     assert df.schema == INGEST_IMAGE_SCHEMA
     return [ImageRef.model_validate(r) for r in df.drop(PARTITION_HASH).iter_rows(named=True)]
 
@@ -240,9 +240,9 @@ def test_parallel_processes_give_the_same_tables(
     results = run_ingest(FIXTURES, tmp_path, ["coco", "vg", "okvqa"], jobs=2)
     assert [r.source for r in results] == ["coco", "okvqa", "vg"]
     for s in ("coco", "vg", "okvqa"):
-        assert pl.read_parquet(Layout(tmp_path).ingest_table(s)).equals(
-            pl.read_parquet(Layout(ingested).ingest_table(s))
+        assert read_ingest_table(Layout(tmp_path).ingest_table(s), INGEST_ANNOTATION_SCHEMA).equals(
+            read_ingest_table(Layout(ingested).ingest_table(s), INGEST_ANNOTATION_SCHEMA)
         )
-        assert pl.read_parquet(Layout(tmp_path).ingest_images(s)).equals(
-            pl.read_parquet(Layout(ingested).ingest_images(s))
+        assert read_ingest_table(Layout(tmp_path).ingest_images(s), INGEST_IMAGE_SCHEMA).equals(
+            read_ingest_table(Layout(ingested).ingest_images(s), INGEST_IMAGE_SCHEMA)
         )

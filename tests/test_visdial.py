@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import msgspec
-import polars as pl
 import pytest
 
 from unimm.errors import InputError, MissingFilesError
@@ -20,11 +19,12 @@ from unimm.generate.runner import generate_chats
 from unimm.generate.template import DESCRIBE_PROMPTS, SHORT_ANSWER
 from unimm.grounding import ground_turns
 from unimm.ingest import check_inputs, run_ingest
+from unimm.ingest.tablefile import read_ingest_table
 from unimm.keys import PARTITION_HASH, partition_hash
 from unimm.merge import MergeConfig, merge, merged_parts, read_partition
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, DialogRound, ImageRef, MergedImage, Turn
-from unimm.tables import INGEST_ANNOTATION_SCHEMA
+from unimm.tables import INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "data"
 VISDIAL = FIXTURES / "visdial"
@@ -52,7 +52,7 @@ def merged(work: Path) -> dict[str, MergedImage]:
 
 
 def dialogs(work: Path) -> dict[str, Annotation]:
-    df = pl.read_parquet(Layout(work).ingest_table("visdial"))
+    df = read_ingest_table(Layout(work).ingest_table("visdial"), INGEST_ANNOTATION_SCHEMA)
     assert df.schema == INGEST_ANNOTATION_SCHEMA
     assert df[PARTITION_HASH].to_list() == [partition_hash(k) for k in df["image_key"]]
     return {
@@ -95,7 +95,7 @@ def test_test_split_keeps_the_withheld_last_round_unanswered(work: Path) -> None
 
 
 def test_image_refs_coco_for_train_own_pictures_for_val_and_test(work: Path) -> None:
-    df = pl.read_parquet(Layout(work).ingest_images("visdial")).drop(PARTITION_HASH)
+    df = read_ingest_table(Layout(work).ingest_images("visdial"), INGEST_IMAGE_SCHEMA).drop(PARTITION_HASH)
     refs = [ImageRef.model_validate(r) for r in df.iter_rows(named=True)]
     by_key: dict[str, list[ImageRef]] = {}
     for r in refs:

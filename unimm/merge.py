@@ -30,14 +30,15 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from unimm import handoff, workdir
-from unimm.errors import ConfigError, InputError, MissingStageOutputError, UnimmError
+from unimm.errors import ConfigError, InputError, MissingStageOutputError
 from unimm.gcpolicy import bulk_parse
+from unimm.ingest.tablefile import check_ingest_table, scan_ingest_table
 from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH, image_number_expr, partition_range
 from unimm.pipeline.layout import Layout
 from unimm.schema import KINDS, SOURCES, ImageFile, MergedImage
 from unimm.sources import SOURCE_SPECS
 from unimm.structs import error_location, list_decoder
-from unimm.tables import INGEST_ANNOTATION_SCHEMA, MERGED_IMAGE_SCHEMA
+from unimm.tables import INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA, MERGED_IMAGE_SCHEMA
 
 _RANK = {s: i for i, s in enumerate(SOURCES)}
 # A partition's frames fit in memory many times over: polars' in-memory engine runs its group-bys
@@ -143,24 +144,14 @@ def _union(col: str) -> pl.Expr:
     return pl.col(col).list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True)
 
 
-def _check_columns(path: Path, source: str) -> None:
-    """A table from an older ingest lacks newer columns: say so instead of failing mid-query."""
-    lacking = [c for c in INGEST_ANNOTATION_SCHEMA if c not in pl.read_parquet_schema(path)]
-    if lacking:
-        raise UnimmError(
-            f"{path} was written by an older unimm (no column {', '.join(lacking)}): "
-            f"run `unimm ingest --sources {source}` again"
-        )
-
-
 def _load(work: Path, sources: list[str], hashes: tuple[int, int]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """The annotations and image refs of the partition whose hashes are `hashes` ([lo, hi)):
     the tables are sorted by hash, so the scans read only that range's row groups."""
     in_range = pl.col(PARTITION_HASH).is_between(*hashes, closed="left")
 
-    def scan(path: Path, s: str) -> pl.LazyFrame:
+    def scan(path: Path, s: str, schema: pl.Schema) -> pl.LazyFrame:
         return (
-            pl.scan_parquet(path)
+            scan_ingest_table(path, schema, s)
             .filter(in_range)
             .drop(PARTITION_HASH)
             .with_columns(pl.lit(_RANK[s], pl.UInt8).alias("_rank"))
@@ -169,12 +160,16 @@ def _load(work: Path, sources: list[str], hashes: tuple[int, int]) -> tuple[pl.L
     lay = Layout(work)
     ann = pl.concat(
         [
-            scan(lay.ingest_table(s), s).drop("split").with_columns(image_number_expr().alias("_img"))
+            scan(lay.ingest_table(s), s, INGEST_ANNOTATION_SCHEMA)
+            .drop("split")
+            .with_columns(image_number_expr().alias("_img"))
             for s in sources
         ],
         how="vertical_relaxed",
     )
-    imgs = pl.concat([scan(lay.ingest_images(s), s) for s in sources], how="vertical_relaxed")
+    imgs = pl.concat(
+        [scan(lay.ingest_images(s), s, INGEST_IMAGE_SCHEMA) for s in sources], how="vertical_relaxed"
+    )
     # vertical concat keeps source order then file order: the deterministic order items keep
     return ann, imgs
 
@@ -363,7 +358,8 @@ def merged_sources(work: Path, cfg: MergeConfig) -> list[str]:
         for path in (lay.ingest_table(s), lay.ingest_images(s)):
             if not path.exists():
                 raise MissingStageOutputError(path, f"unimm ingest --sources {s}")
-        _check_columns(lay.ingest_table(s), s)
+        check_ingest_table(lay.ingest_table(s), INGEST_ANNOTATION_SCHEMA, s)
+        check_ingest_table(lay.ingest_images(s), INGEST_IMAGE_SCHEMA, s)
     return sources
 
 
@@ -373,7 +369,12 @@ def partition_count(work: Path, cfg: MergeConfig) -> int:
     sources = merged_sources(work, cfg)
     if cfg.partitions:
         return cfg.partitions
-    keys = pl.concat([pl.scan_parquet(Layout(work).ingest_images(s)).select("image_key") for s in sources])
+    keys = pl.concat(
+        [
+            scan_ingest_table(Layout(work).ingest_images(s), INGEST_IMAGE_SCHEMA, s).select("image_key")
+            for s in sources
+        ]
+    )
     images = keys.select(pl.col("image_key").n_unique()).collect().item()
     return max(1, math.ceil(images / IMAGES_PER_PARTITION))
 
