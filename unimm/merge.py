@@ -274,14 +274,17 @@ def build_merged(
         .sort("_rank")
         .group_by("_img")
         .agg(pl.col("image_key").first(), pl.col("source").alias("sources"))
+        .sort("image_key")
         .collect(engine=_ENGINE)
     )
 
+    # Images are put in key order before their items join them: left joins keep that order,
+    # and sorting the joined frame would move every nested column once more.
     merged = srcs.lazy()
     items = {"captions": captions, "qas": qas, "regions": regions, "objects": objects, "dialogs": dialogs}
     for name, frame in items.items():
-        merged = merged.join(_per_image(frame, name).lazy(), on="_img", how="left")
-    merged = merged.join(files, on="image_key", how="left")
+        merged = merged.join(_per_image(frame, name).lazy(), on="_img", how="left", maintain_order="left")
+    merged = merged.join(files, on="image_key", how="left", maintain_order="left")
 
     empty = {
         n: pl.col(n).fill_null(pl.lit([], dtype=t))
@@ -291,7 +294,6 @@ def build_merged(
     df = (
         merged.with_columns(**empty)
         .select(list(MERGED_IMAGE_SCHEMA))  # MergedImage's columns, in its field order
-        .sort("image_key")
         .collect(engine=_ENGINE)
     )
     counts_df = ann.group_by("kind").len().collect(engine=_ENGINE)
