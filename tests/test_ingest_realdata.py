@@ -63,6 +63,26 @@ def test_vg_tables_do_not_depend_on_the_decode_chunk(
         assert pl.read_parquet(other / table.relative_to(work)).equals(pl.read_parquet(table)), table.name
 
 
+@pytest.mark.parametrize("source", ["coco", "vg"])
+def test_rows_carry_the_partition_hash_of_their_image_in_hash_order(work: Path, source: str) -> None:
+    """VG rows take the hash from their image (computed once per image): it must be the hash of
+    the row's own key, and each run of the table sorted by it."""
+    from unimm.keys import partition_hash_expr
+
+    for table, schema in (
+        (Layout(work).ingest_table(source), INGEST_ANNOTATION_SCHEMA),
+        (Layout(work).ingest_images(source), INGEST_IMAGE_SCHEMA),
+    ):
+        df = read_ingest_table(table, schema)
+        assert df.height and df[PARTITION_HASH].equals(
+            df.select(partition_hash_expr().alias(PARTITION_HASH))[PARTITION_HASH]
+        )
+        # one run per file an ingester reads: a split's file of one kind
+        run_keys = ["split", "kind"] if "kind" in df.columns else ["split"]
+        runs = df.group_by(run_keys, maintain_order=True).agg(pl.col(PARTITION_HASH))
+        assert all(pl.Series(h).is_sorted() for h in runs[PARTITION_HASH].to_list()), table.name
+
+
 def test_coco_counts(work: Path) -> None:
     df = read_ingest_table(Layout(work).ingest_table("coco"), INGEST_ANNOTATION_SCHEMA)
     train = df.filter(pl.col("split") == "train2017")

@@ -172,9 +172,9 @@ def by_partition_hash(df: pl.DataFrame) -> pl.DataFrame:
     the ingester built are moved: a gathered list-of-struct column also writes 10x slower."""
     if "image_key" not in df.columns:
         return df
-    return df.with_columns(partition_hash_expr().alias(PARTITION_HASH)).sort(
-        PARTITION_HASH, maintain_order=True
-    )
+    if PARTITION_HASH not in df.columns:  # an ingester may take it from its images table
+        df = df.with_columns(partition_hash_expr().alias(PARTITION_HASH))
+    return df.sort(PARTITION_HASH, maintain_order=True)
 
 
 def annotations_frame(df: pl.DataFrame) -> pl.DataFrame:
