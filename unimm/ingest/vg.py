@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import polars as pl
 
 from unimm.errors import InputError
@@ -118,13 +119,22 @@ def _chunked(path: Path, item: type, build: Callable[[Sequence, int], pl.DataFra
     return pl.concat(parts) if parts else build([], 0)
 
 
-def _rec_column(chunk: Sequence, start: int, attr: str) -> list[int]:
-    return [start + i for i, im in enumerate(chunk) for _ in getattr(im, attr)]
-
-
-def _sub_column(chunk: Sequence, attr: str) -> list[int]:
-    """Position of each item in its image's list, for errors that name `[rec].<attr>[sub]`."""
-    return [j for im in chunk for j in range(len(getattr(im, attr)))]
+def _item_origin(
+    chunk: Sequence, start: int, attr: str, id_attr: str, sub: bool = False
+) -> dict[str, np.ndarray]:
+    """For each item of the images' `attr` lists: its image's index in the file (`_rec`), the
+    image id (`vg_id`) and, with `sub`, its position in the list (`_sub`), for errors that name
+    `[rec].<attr>[sub]`. Repeated per image in numpy: Python lists of 5.4M ints cost 0.4 CPU-s."""
+    lengths = np.fromiter((len(getattr(im, attr)) for im in chunk), dtype=np.int64, count=len(chunk))
+    ids = np.fromiter((getattr(im, id_attr) for im in chunk), dtype=np.int64, count=len(chunk))
+    cols = {
+        "_rec": np.repeat(np.arange(start, start + len(chunk), dtype=np.int64), lengths),
+        "vg_id": np.repeat(ids, lengths),
+    }
+    if sub:
+        first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        cols["_sub"] = (np.arange(len(first), dtype=np.int64) - first).astype(np.int32)
+    return cols
 
 
 def _clean_attributes(col: str) -> pl.Expr:
@@ -264,8 +274,7 @@ class VgIngester(Ingester):
             regs = [r for im in chunk for r in im.regions]
             raw = pl.DataFrame(
                 {
-                    "_rec": _rec_column(chunk, start, "regions"),
-                    "vg_id": [im.id for im in chunk for _ in im.regions],
+                    **_item_origin(chunk, start, "regions", "id"),
                     "region_id": [r.region_id for r in regs],
                     "x": [r.x for r in regs],
                     "y": [r.y for r in regs],
@@ -301,8 +310,7 @@ class VgIngester(Ingester):
             qas = [q for im in chunk for q in im.qas]
             raw = pl.DataFrame(
                 {
-                    "_rec": _rec_column(chunk, start, "qas"),
-                    "vg_id": [im.id for im in chunk for _ in im.qas],
+                    **_item_origin(chunk, start, "qas", "id"),
                     "qa_id": [q.qa_id for q in qas],
                     "question": pl.Series(utf8([q.question for q in qas]), dtype=pl.Utf8),
                     "raw": pl.Series(utf8([q.answer for q in qas]), dtype=pl.Utf8),
@@ -392,9 +400,7 @@ class VgIngester(Ingester):
         def build(chunk: Sequence, start: int) -> pl.DataFrame:
             objs = [o for im in chunk for o in getattr(im, list_name)]
             cols = {
-                "_rec": _rec_column(chunk, start, list_name),
-                "_sub": _sub_column(chunk, list_name),
-                "vg_id": [im.image_id for im in chunk for _ in getattr(im, list_name)],
+                **_item_origin(chunk, start, list_name, "image_id", sub=True),
                 "object_id": [o.object_id for o in objs],
                 "x": [o.x for o in objs],
                 "y": [o.y for o in objs],
