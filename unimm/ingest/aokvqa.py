@@ -73,11 +73,11 @@ class AokvqaIngester(PerSplitIngester):
         qa = pl.DataFrame(
             {
                 "image_id": [it.image_id for it in items],
-                "question_id": pl.Series(utf8([it.question_id for it in items]), dtype=pl.Utf8),
-                "question": pl.Series(utf8([it.question for it in items]), dtype=pl.Utf8),
+                "question_id": utf8([it.question_id for it in items]),
+                "question": utf8([it.question for it in items]),
                 "choices": [it.choices for it in items],
                 "correct_choice": [it.correct_choice_idx for it in items],
-                "answer": pl.Series(utf8([it.choices[it.correct_choice_idx] for it in items]), dtype=pl.Utf8),
+                "answer": utf8([it.choices[it.correct_choice_idx] for it in items]),
                 "answers": answers_column(
                     [a for it in items for a in it.direct_answers],
                     None,

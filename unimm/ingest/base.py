@@ -112,31 +112,37 @@ class PerSplitIngester(Ingester):
 # --------------------------------------------------------------------------------------------
 # column builders
 # --------------------------------------------------------------------------------------------
-def utf8(values: list) -> pa.Array:
-    return pa.array(values, type=pa.large_string())
+def utf8(values: Sequence[str | None]) -> pl.Series:
+    """Python strings -> a String column. polars builds its string views from them 3-4x faster
+    than pyarrow builds an array (VG's 5.4M phrases: 0.3 CPU-s saved)."""
+    return pl.Series(values, dtype=pl.Utf8)
+
+
+def _arrow(column: pl.Series) -> pa.Array:
+    # polars' own string views both ways: nothing is converted or copied
+    return column.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def answers_column(texts: list, raws: list | None, confidences: list | None, lengths: list[int]) -> pl.Series:
     """Flat answer fields + per-row counts -> a List(Struct(text, raw, confidence)) column."""
-    n = len(texts)
-    none = pa.nulls(n, pa.large_string())
-    structs = pa.StructArray.from_arrays(
-        [
-            utf8(texts),
-            utf8(raws) if raws is not None else none,
-            utf8(confidences) if confidences is not None else none,
-        ],
-        names=["text", "raw", "confidence"],
-    )
-    arr = pa.LargeListArray.from_arrays(_offsets(lengths), structs)
+    none = pl.repeat(None, len(texts), dtype=pl.Utf8, eager=True)
+    structs = pl.DataFrame(
+        {
+            "text": utf8(texts),
+            "raw": none if raws is None else utf8(raws),
+            "confidence": none if confidences is None else utf8(confidences),
+        }
+    ).to_struct("answers")
+    arr = pa.LargeListArray.from_arrays(_offsets(lengths), _arrow(structs))
     return pl.Series("answers", arr).cast(ANNOTATION_SCHEMA["answers"])
 
 
-def utf8_lists(lists: Sequence[Sequence[str] | None]) -> pa.Array:
-    """Per-row string lists (None = empty) -> one Arrow list array built from flat values + offsets,
+def utf8_lists(lists: Sequence[Sequence[str] | None]) -> pl.Series:
+    """Per-row string lists (None = empty) -> one list column built from flat values + offsets,
     so no Python list per row has to be converted one by one."""
     flat = [s for v in lists if v for s in v]
-    return pa.LargeListArray.from_arrays(_offsets([len(v) if v else 0 for v in lists]), utf8(flat))
+    offsets = _offsets([len(v) if v else 0 for v in lists])
+    return pl.Series(pa.LargeListArray.from_arrays(offsets, _arrow(utf8(flat))))
 
 
 def _offsets(lengths: Sequence[int]) -> pa.Array:

@@ -79,7 +79,7 @@ def _images(images: list[CocoImage], split: str) -> pl.DataFrame:
             "coco_id": [i.id for i in images],
             "width": [i.width for i in images],
             "height": [i.height for i in images],
-            "orig_name": pl.Series(utf8([i.file_name for i in images]), dtype=pl.Utf8),
+            "orig_name": utf8([i.file_name for i in images]),
         },
         schema_overrides={"coco_id": pl.Int64, "width": pl.Int32, "height": pl.Int32},
     )
@@ -147,7 +147,7 @@ class CocoIngester(Ingester):
             {
                 "id": [c.id for c in a],
                 "image_id": [c.image_id for c in a],
-                "caption": pl.Series(utf8([c.caption for c in a]), dtype=pl.Utf8),
+                "caption": utf8([c.caption for c in a]),
             },
             schema_overrides={"id": pl.Int64, "image_id": pl.Int64},
         )

@@ -280,7 +280,7 @@ class VgIngester(Ingester):
                     "y": [r.y for r in regs],
                     "w": [r.width for r in regs],
                     "h": [r.height for r in regs],
-                    "phrase": pl.Series(utf8([r.phrase for r in regs]), dtype=pl.Utf8),
+                    "phrase": utf8([r.phrase for r in regs]),
                 },
                 schema_overrides={
                     "_rec": pl.Int64,
@@ -312,8 +312,8 @@ class VgIngester(Ingester):
                 {
                     **_item_origin(chunk, start, "qas", "id"),
                     "qa_id": [q.qa_id for q in qas],
-                    "question": pl.Series(utf8([q.question for q in qas]), dtype=pl.Utf8),
-                    "raw": pl.Series(utf8([q.answer for q in qas]), dtype=pl.Utf8),
+                    "question": utf8([q.question for q in qas]),
+                    "raw": utf8([q.answer for q in qas]),
                 },
                 schema_overrides={"_rec": pl.Int64, "vg_id": pl.Int64, "qa_id": pl.Int64},
             )

@@ -96,16 +96,16 @@ class VisdialIngester(PerSplitIngester):
             {
                 "_d": np.arange(len(dialogs), dtype=np.int64),
                 "image_id": image_ids,
-                "caption": pl.Series(utf8([d.caption for d in dialogs]), dtype=pl.Utf8),
+                "caption": utf8([d.caption for d in dialogs]),
             },
             schema_overrides={"image_id": pl.Int64},
         )
         del dialogs, doc
-        question = pl.Series(utf8(data.questions), dtype=pl.Utf8).str.strip_chars()
+        question = utf8(data.questions).str.strip_chars()
         question = pl.select(
             pl.when(question.str.ends_with("?")).then(question).otherwise(question + "?")
         ).to_series()
-        answer = pl.Series(utf8(data.answers), dtype=pl.Utf8).str.strip_chars()
+        answer = utf8(data.answers).str.strip_chars()
         del data
         # a withheld answer is a null index, which gathers a null
         a_idx = pl.Series(a)

@@ -105,7 +105,7 @@ def _questions_frame(doc: QuestionsFile[Question]) -> pl.DataFrame:
         {
             "question_id": [x.question_id for x in q],
             "image_id": [x.image_id for x in q],
-            "question": pl.Series(utf8([x.question for x in q]), dtype=pl.Utf8),
+            "question": utf8([x.question for x in q]),
         },
         schema_overrides={"question_id": pl.Int64, "image_id": pl.Int64},
     ).with_row_index("_qrec")
@@ -251,10 +251,10 @@ class Vqav2Ingester(_PairIngester):
             {
                 "question_id": [r.question_id for r in a],
                 "image_id": [r.image_id for r in a],
-                "answer": pl.Series(utf8([r.multiple_choice_answer for r in a]), dtype=pl.Utf8),
+                "answer": utf8([r.multiple_choice_answer for r in a]),
                 "answers": answers,
-                "question_type": pl.Series(utf8([r.question_type for r in a]), dtype=pl.Utf8),
-                "answer_type": pl.Series(utf8([r.answer_type for r in a]), dtype=pl.Utf8),
+                "question_type": utf8([r.question_type for r in a]),
+                "answer_type": utf8([r.answer_type for r in a]),
             },
             schema_overrides={"question_id": pl.Int64, "image_id": pl.Int64},
         ).with_row_index("_arec")
@@ -278,8 +278,8 @@ class OkvqaIngester(_PairIngester):
                 "question_id": [r.question_id for r in a],
                 "image_id": [r.image_id for r in a],
                 "answers": answers,
-                "question_type": pl.Series(utf8([r.question_type for r in a]), dtype=pl.Utf8),
-                "answer_type": pl.Series(utf8([r.answer_type for r in a]), dtype=pl.Utf8),
+                "question_type": utf8([r.question_type for r in a]),
+                "answer_type": utf8([r.answer_type for r in a]),
             },
             schema_overrides={"question_id": pl.Int64, "image_id": pl.Int64},
         ).with_row_index("_arec")
