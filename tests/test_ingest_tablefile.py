@@ -44,17 +44,20 @@ def _objects() -> pl.DataFrame:
 
 
 def test_constant_columns_stay_out_of_the_file_and_read_back_exactly(tmp_path: Path):
+    """Columns of one value are kept in the metadata only; the table reads back equal."""
     frame = _objects()
     path = tmp_path / "vg.parquet"
     write_ingest_table(frame, path)
     stored = pl.read_parquet_schema(path)
-    # all null (answer) or all empty (synsets, rounds) -> left out; mixed columns are kept
-    assert "answer" not in stored and "synsets" not in stored and "rounds" not in stored
-    assert {"bbox", "attributes", "names", PARTITION_HASH} <= set(stored)
+    # all null (answer), all empty (synsets, rounds) or one value (source, split, kind) -> left
+    # out; columns whose rows differ are kept, the hash always
+    assert not {"answer", "synsets", "rounds", "source", "split", "kind"} & set(stored)
+    assert {"image_key", "text", "bbox", "attributes", "names", PARTITION_HASH} <= set(stored)
     back = read_ingest_table(path, INGEST_ANNOTATION_SCHEMA)
     assert back.schema == INGEST_ANNOTATION_SCHEMA
     assert back.equals(frame)
     assert back["synsets"].to_list() == [[], []] and back["answer"].to_list() == [None, None]
+    assert back["source"].to_list() == ["vg", "vg"] and back["kind"].to_list() == ["object", "object"]
 
 
 def test_empty_table_reads_back_with_its_schema(tmp_path: Path):

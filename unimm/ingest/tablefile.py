@@ -1,12 +1,12 @@
 """The ingest table files (`work/ingest/<source>.parquet` and `.images.parquet`): written once by
 ingest, read back one partition's hash range at a time by merge.
 
-Sparse columns: the annotation schema is the union of every source's fields, so most columns of
-one source hold nothing (VG regions have no choices, names, synsets, attributes or rounds). A
-column whose every value is null, or every value an empty list, is left out of the file and
-named in its metadata; `scan_ingest_table` puts it back as that constant, so readers see the
-whole schema. Writing VG's five empty list columns cost 0.5 CPU-s, and decoding them back was a
-third of merge's read of VG rows.
+Constant columns: the annotation schema is the union of every source's fields, so many columns
+of one source hold nothing (VG regions have no choices, names, synsets, attributes or rounds)
+or one value (VG's `source` and `split`). A column whose every row holds the same value (null,
+an empty list, or one scalar) is left out of the file and its value kept in the metadata;
+`scan_ingest_table` puts it back, so readers see the whole schema. Writing VG's constant columns
+cost 0.75 CPU-s, and decoding them back a third of merge's read of VG rows.
 
 The metadata also marks the schema the file was written for: a table from another unimm version
 is a clear error at merge instead of a missing or misread column later.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -46,15 +47,33 @@ def _schema_mark(schema: pl.Schema) -> str:
     return hashlib.sha256(repr(list(schema.items())).encode()).hexdigest()[:16]
 
 
-def _constant_columns(df: pl.DataFrame) -> dict[str, list[str]]:
-    """The columns that hold one constant: all null, or (lists) all empty. The hash is kept:
-    merge filters on it. Counted by expressions: the columns `conform` added are constants that
-    a Series would first have to materialise (0.5 s for VG's empty lists)."""
+def _constant_columns(df: pl.DataFrame) -> dict[str, Any]:
+    """column -> its one value, for the columns whose rows all hold the same: None (all null),
+    [] (lists, all empty) or a scalar. The hash is kept: merge filters on it. Found by
+    expressions: the columns `conform` added are constants that a Series would first have to
+    materialise (0.5 s for VG's empty lists)."""
+    if not df.height:
+        return {}
     null_counts = df.select(pl.all().null_count()).row(0, named=True)
-    nulls = [c for c, n in null_counts.items() if n == df.height and c != PARTITION_HASH]
-    lists = [c for c, t in df.schema.items() if isinstance(t, pl.List) and null_counts[c] == 0]
+    out: dict[str, Any] = {c: None for c, n in null_counts.items() if n == df.height}
+    full = [c for c, n in null_counts.items() if n == 0 and c != PARTITION_HASH]
+    lists = [c for c in full if isinstance(df.schema[c], pl.List)]
     longest = df.select(pl.col(lists).list.len().max()).row(0, named=True) if lists else {}
-    return {"null": nulls, "empty": [c for c in lists if not longest[c]]}
+    out.update({c: [] for c in lists if not longest[c]})
+    scalars = [c for c in full if not df.schema[c].is_nested()]
+    ends = df.select(*(pl.col(c).first() == pl.col(c).last() for c in scalars)).row(0, named=True)
+    maybe = [c for c in scalars if ends[c]]  # a cheap screen before comparing every row
+    same = (
+        df.select((pl.col(c) == pl.col(c).first()).all() for c in maybe).row(0, named=True) if maybe else {}
+    )
+    firsts = (
+        df.select(pl.col(c).first() for c in maybe if same[c]).row(0, named=True)
+        if any(same.values())
+        else {}
+    )
+    out.update(firsts)
+    out.pop(PARTITION_HASH, None)
+    return out
 
 
 def write_ingest_table(df: pl.DataFrame, path: Path) -> None:
@@ -62,8 +81,8 @@ def write_ingest_table(df: pl.DataFrame, path: Path) -> None:
     `base.annotations_frame`): sparse columns, the schema mark, and row groups whose hash
     statistics let each merge partition skip all but its own range."""
     constant = _constant_columns(df)
-    meta = {_META: json.dumps({"schema": _schema_mark(df.schema), **constant})}
-    df = df.drop(*constant["null"], *constant["empty"])
+    meta = {_META: json.dumps({"schema": _schema_mark(df.schema), "constant": constant})}
+    df = df.drop(*constant)
     rows = row_group_rows(df)
     with atomic_path(path) as tmp:
         # lz4: an intermediate table, read back once per partition, decodes 25% faster than zstd
@@ -78,7 +97,7 @@ def write_ingest_table(df: pl.DataFrame, path: Path) -> None:
             df.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=rows, metadata=meta)
 
 
-def _constants(path: Path, schema: pl.Schema, source: str | None) -> dict[str, list[str]]:
+def _constants(path: Path, schema: pl.Schema, source: str | None) -> dict[str, Any]:
     raw = pl.read_parquet_metadata(path).get(_META)
     meta = json.loads(raw) if raw else {}
     if meta.get("schema") != _schema_mark(schema):
@@ -87,7 +106,7 @@ def _constants(path: Path, schema: pl.Schema, source: str | None) -> dict[str, l
             f"{path} was written by another unimm version (its columns differ from this one's): "
             f"run `{again}` again"
         )
-    return meta
+    return meta["constant"]
 
 
 def check_ingest_table(path: Path, schema: pl.Schema, source: str | None = None) -> None:
@@ -98,15 +117,9 @@ def check_ingest_table(path: Path, schema: pl.Schema, source: str | None = None)
 def scan_ingest_table(path: Path, schema: pl.Schema, source: str | None = None) -> pl.LazyFrame:
     """An ingest table with every column of `schema` (INGEST_ANNOTATION_SCHEMA or
     INGEST_IMAGE_SCHEMA), those left out of the file put back."""
-    meta = _constants(path, schema, source)
-    null, empty = set(meta["null"]), set(meta["empty"])
+    constant = _constants(path, schema, source)
     return pl.scan_parquet(path).select(
-        pl.lit(None, dtype=t).alias(c)
-        if c in null
-        else pl.lit([], dtype=t).alias(c)
-        if c in empty
-        else pl.col(c)
-        for c, t in schema.items()
+        pl.lit(constant[c], dtype=t).alias(c) if c in constant else pl.col(c) for c, t in schema.items()
     )
 
 
