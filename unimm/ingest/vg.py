@@ -323,7 +323,7 @@ class VgIngester(Ingester):
 
     def _finish_qas(self, raw: pl.DataFrame) -> pl.DataFrame:
         # "Green." -> "Green": VG writes answers as sentences; other sources' answers carry no period
-        answer = pl.col("raw").str.strip_chars().str.replace(r"\.$", "")
+        answer = pl.col("raw").str.strip_chars().str.strip_suffix(".")
         return raw.with_columns(answer.alias("answer")).select(
             "image_key",
             PARTITION_HASH,
