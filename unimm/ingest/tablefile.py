@@ -54,25 +54,20 @@ def _constant_columns(df: pl.DataFrame) -> dict[str, Any]:
     materialise (0.5 s for VG's empty lists)."""
     if not df.height:
         return {}
-    null_counts = df.select(pl.all().null_count()).row(0, named=True)
-    out: dict[str, Any] = {c: None for c, n in null_counts.items() if n == df.height}
-    full = [c for c, n in null_counts.items() if n == 0 and c != PARTITION_HASH]
+    nulls = df.select(pl.all().exclude(PARTITION_HASH).null_count()).row(0, named=True)
+    out: dict[str, Any] = {c: None for c, n in nulls.items() if n == df.height}
+    full = [c for c, n in nulls.items() if n == 0]
     lists = [c for c in full if isinstance(df.schema[c], pl.List)]
-    longest = df.select(pl.col(lists).list.len().max()).row(0, named=True) if lists else {}
-    out.update({c: [] for c in lists if not longest[c]})
+    if lists:
+        longest = df.select(pl.col(lists).list.len().max()).row(0, named=True)
+        out.update({c: [] for c in lists if not longest[c]})
     scalars = [c for c in full if not df.schema[c].is_nested()]
-    ends = df.select(*(pl.col(c).first() == pl.col(c).last() for c in scalars)).row(0, named=True)
-    maybe = [c for c in scalars if ends[c]]  # a cheap screen before comparing every row
-    same = (
-        df.select((pl.col(c) == pl.col(c).first()).all() for c in maybe).row(0, named=True) if maybe else {}
-    )
-    firsts = (
-        df.select(pl.col(c).first() for c in maybe if same[c]).row(0, named=True)
-        if any(same.values())
-        else {}
-    )
-    out.update(firsts)
-    out.pop(PARTITION_HASH, None)
+    if scalars:
+        # first == last screens out most columns before every row is compared
+        ends = df.select(pl.col(c).first() == pl.col(c).last() for c in scalars).row(0, named=True)
+        same = [c for c in scalars if ends[c] and df.select((pl.col(c) == pl.col(c).first()).all()).item()]
+        if same:
+            out.update(df.select(pl.col(same).first()).row(0, named=True))
     return out
 
 
