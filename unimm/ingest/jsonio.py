@@ -5,14 +5,16 @@ Every source file is decoded with `msgspec` into Structs that declare only the f
 without being materialised). Structs are declared `gc=False`: they hold no cycles, and keeping
 millions of them out of the cyclic GC is what makes decoding the 5.4M VG regions affordable.
 
-Memory: the raw bytes are released as soon as the decode returns, so a file's peak is roughly
-its decoded Structs (~3x the file size for VG regions) plus the columns built from them. A file
-that is one large array can instead be decoded a chunk of items at a time (`decode_array`): its
-peak is then the file's bytes plus one chunk's Structs.
+Memory: a file is mapped, not copied (`read_file`), and unmapped as soon as nothing decoded
+from it refers to it, so a file's peak is roughly its decoded Structs (~3x the file size for VG
+regions) plus the columns built from them. A file that is one large array can instead be decoded
+a chunk of items at a time (`decode_array`): its peak is then the file's pages plus one chunk's
+Structs.
 """
 
 from __future__ import annotations
 
+import mmap
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,23 +52,32 @@ def split_path(path: str) -> tuple[str | None, str | None]:
     return path, None
 
 
-def _line_col(data: bytes, pos: int) -> str:
-    line = data.count(b"\n", 0, pos) + 1
-    col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+def _line_col(data: bytes | mmap.mmap, pos: int) -> str:
+    head = data[:pos]
+    line = head.count(b"\n") + 1
+    col = pos - (head.rfind(b"\n") + 1) + 1
     return f"line {line}, column {col}"
 
 
-def _read(path: Path, name: str) -> bytes:
+def read_file(path: Path, name: str | None = None) -> bytes | mmap.mmap:
+    """The bytes of a JSON file, for msgspec: a read-only map of a regular file, else (an empty
+    file, a pipe) a copy. Mapped pages come from the page cache; a copy of VG's 0.6 GB regions
+    file costs 150k page faults and 0.5 s of system time. An unreadable file is an InputError
+    naming it (`name`, default the path)."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            try:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # empty, or not a regular file
+                return f.read()
     except OSError as e:
-        raise InputError(name, f"cannot read: {e.strerror or e}") from e
+        raise InputError(name or str(path), f"cannot read: {e.strerror or e}") from e
 
 
 def decode_file(path: Path, typ: type[T], display: str | None = None) -> T:
     """Decode one JSON file into `typ`; any problem becomes one InputError naming file, record, field."""
     name = display or str(path)
-    return decode_bytes(_read(path, name), typ, name)
+    return decode_bytes(read_file(path, name), typ, name)
 
 
 def decode_array(path: Path, item: type[T], chunk: int) -> Iterator[tuple[int, list[T]]]:
@@ -76,7 +87,7 @@ def decode_array(path: Path, item: type[T], chunk: int) -> Iterator[tuple[int, l
     Structs exist only until the caller moves on. Errors are those of `decode_file`, with the
     item's index in the record."""
     name = str(path)
-    raws = decode_bytes(_read(path, name), list[msgspec.Raw], name)
+    raws = decode_bytes(read_file(path, name), list[msgspec.Raw], name)
     dec = _decoder(item)
     for start in range(0, len(raws), chunk):
         items = []
@@ -103,7 +114,7 @@ def _validation_error(e: msgspec.ValidationError, name: str, at: str = "") -> In
     return InputError(name, msg, record=record, field=field)
 
 
-def decode_bytes(data: bytes, typ: type[T], name: str) -> T:
+def decode_bytes(data: bytes | mmap.mmap, typ: type[T], name: str) -> T:
     """Decode the JSON document `data` (the contents of file `name`) into `typ`, as decode_file."""
     try:
         return _decoder(typ).decode(data)
