@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -13,12 +14,13 @@ from unimm.ingest.base import annotations_frame, images_frame
 from unimm.ingest.tablefile import (
     GROUPS_PER_PARTITION,
     ROW_GROUP_ROWS,
+    _rows_of,
     check_ingest_table,
+    read_ingest_range,
     read_ingest_table,
-    scan_ingest_table,
     write_ingest_table,
 )
-from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH
+from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH, partition_range
 from unimm.tables import INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA
 
 
@@ -64,7 +66,7 @@ def test_empty_table_reads_back_with_its_schema(tmp_path: Path):
     empty = images_frame(pl.DataFrame(schema={"image_key": pl.Utf8, "source": pl.Utf8}))
     path = tmp_path / "x.images.parquet"
     write_ingest_table(empty, path)
-    back = scan_ingest_table(path, INGEST_IMAGE_SCHEMA).filter(pl.col(PARTITION_HASH) < 10).collect()
+    back = read_ingest_range(path, INGEST_IMAGE_SCHEMA, None, (0, 10))
     assert back.height == 0 and back.schema == INGEST_IMAGE_SCHEMA
 
 
@@ -81,37 +83,47 @@ def test_table_of_another_schema_is_a_clear_error(tmp_path: Path):
         read_ingest_table(path, INGEST_ANNOTATION_SCHEMA)
 
 
-@pytest.mark.parametrize("images, per_image", [(40_000, 1), (2_000, 200)])
-def test_ingest_row_groups_cover_a_quarter_partition_with_hash_statistics(
-    tmp_path: Path, images: int, per_image: int
-):
-    """Row groups are sized by the images they cover (small ones by pyarrow's writer, the
-    largest by polars'), in hash order, with hash statistics a partition's scan can skip by;
-    the content reads back whole."""
-    n = images * per_image
-    frame = annotations_frame(
+def _qa_run(images: range, per_image: int, split: str) -> pl.DataFrame:
+    n = len(images) * per_image
+    return annotations_frame(
         pl.DataFrame(
             {
-                "image_key": [f"coco_{i // per_image}" for i in range(n)],
+                "image_key": [f"coco_{images[i // per_image]}" for i in range(n)],
                 "source": "vqav2",
-                "split": "train",
+                "split": split,
                 "kind": "qa",
-                "source_id": [str(i) for i in range(n)],
+                "source_id": [f"{split}{i}" for i in range(n)],
                 "text": "what is it?",
                 "answer": "a cat",
                 "answers": [[{"text": "a cat", "raw": "a cat", "confidence": None}]] * n,
             }
         )
     )
+
+
+@pytest.mark.parametrize("images, per_image", [(40_000, 1), (2_000, 200)])
+def test_a_partition_reads_its_own_rows_by_the_hash_index(tmp_path: Path, images: int, per_image: int):
+    """Row groups are sized by the images they cover; a hash range reads back exactly the rows
+    of that range from each sorted run (here two splits), at any partition count, through
+    slices of at most its rows and two row groups per run; the content reads back whole."""
+    half = images // 2
+    frame = pl.concat(
+        [_qa_run(range(half), per_image, "train"), _qa_run(range(half, images), per_image, "val")]
+    )
+    n = frame.height
     path = tmp_path / "t.parquet"
     write_ingest_table(frame, path)
     meta = pq.ParquetFile(path).metadata
     want = n * IMAGES_PER_PARTITION // (GROUPS_PER_PARTITION * images)
-    assert meta.row_group(0).num_rows == min(max(want, ROW_GROUP_ROWS[0]), ROW_GROUP_ROWS[1])
-    col = next(
-        j for j in range(meta.num_columns) if meta.row_group(0).column(j).path_in_schema == PARTITION_HASH
-    )
-    stats = [meta.row_group(g).column(col).statistics for g in range(meta.num_row_groups)]
-    assert meta.num_row_groups > 1 and all(s.has_min_max for s in stats)
-    assert all(a.max <= b.min for a, b in zip(stats, stats[1:], strict=False))
+    rows = min(max(want, ROW_GROUP_ROWS[0]), ROW_GROUP_ROWS[1])
+    assert meta.num_row_groups > 1 and meta.row_group(0).num_rows == rows
+    mark = json.loads(pl.read_parquet_metadata(path)["unimm.ingest"])
+    assert [(r["start"], r["length"]) for r in mark["runs"]] == [(0, n // 2), (n // 2, n // 2)]
+    for partitions in (1, 3, 7, 64):
+        for p in range(partitions):
+            lo, hi = partition_range(p, partitions)
+            got = read_ingest_range(path, INGEST_ANNOTATION_SCHEMA, None, (lo, hi))
+            assert got.equals(frame.filter(pl.col(PARTITION_HASH).is_between(lo, hi, closed="left")))
+            read = sum(_rows_of(run, rows, (lo, hi))[1] for run in mark["runs"])
+            assert read <= got.height + 2 * 2 * rows
     assert read_ingest_table(path, INGEST_ANNOTATION_SCHEMA).equals(frame)

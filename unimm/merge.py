@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from unimm import handoff, workdir
 from unimm.errors import ConfigError, InputError, MissingStageOutputError
 from unimm.gcpolicy import bulk_parse
-from unimm.ingest.tablefile import check_ingest_table, scan_ingest_table
+from unimm.ingest.tablefile import check_ingest_table, read_ingest_range, scan_ingest_table
 from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH, image_number_expr, partition_range
 from unimm.pipeline.layout import Layout
 from unimm.schema import KINDS, SOURCES, ImageFile, MergedImage
@@ -145,14 +145,13 @@ def _union(col: str) -> pl.Expr:
 
 
 def _load(work: Path, sources: list[str], hashes: tuple[int, int]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """The annotations and image refs of the partition whose hashes are `hashes` ([lo, hi)):
-    the tables are sorted by hash, so the scans read only that range's row groups."""
-    in_range = pl.col(PARTITION_HASH).is_between(*hashes, closed="left")
+    """The annotations and image refs of the partition whose hashes are `hashes` ([lo, hi)),
+    each table read from that range's row groups only."""
 
-    def scan(path: Path, s: str, schema: pl.Schema) -> pl.LazyFrame:
+    def read(path: Path, s: str, schema: pl.Schema) -> pl.LazyFrame:
         return (
-            scan_ingest_table(path, schema, s)
-            .filter(in_range)
+            read_ingest_range(path, schema, s, hashes)
+            .lazy()
             .drop(PARTITION_HASH)
             .with_columns(pl.lit(_RANK[s], pl.UInt8).alias("_rank"))
         )
@@ -160,7 +159,7 @@ def _load(work: Path, sources: list[str], hashes: tuple[int, int]) -> tuple[pl.L
     lay = Layout(work)
     ann = pl.concat(
         [
-            scan(lay.ingest_table(s), s, INGEST_ANNOTATION_SCHEMA)
+            read(lay.ingest_table(s), s, INGEST_ANNOTATION_SCHEMA)
             .drop("split")
             .with_columns(image_number_expr().alias("_img"))
             for s in sources
@@ -168,7 +167,7 @@ def _load(work: Path, sources: list[str], hashes: tuple[int, int]) -> tuple[pl.L
         how="vertical_relaxed",
     )
     imgs = pl.concat(
-        [scan(lay.ingest_images(s), s, INGEST_IMAGE_SCHEMA) for s in sources], how="vertical_relaxed"
+        [read(lay.ingest_images(s), s, INGEST_IMAGE_SCHEMA) for s in sources], how="vertical_relaxed"
     )
     # vertical concat keeps source order then file order: the deterministic order items keep
     return ann, imgs

@@ -11,14 +11,22 @@ cost 0.75 CPU-s, and decoding them back a third of merge's read of VG rows.
 The metadata also marks the schema the file was written for: a table from another unimm version
 is a clear error at merge instead of a missing or misread column later.
 
-Row groups: merge reads one partition's hash range, and the row groups at its ends are read
-whole. They are sized by the hash range they cover, not by rows: a quarter of a default
-partition's images each. Fixed 65k-row groups made a VQAv2 partition (~50k rows of ten-answer
-lists) decode up to 130k rows; VG (~600k rows a partition) keeps the largest groups.
+Reading one partition: merge reads one hash range. The table is a few runs sorted by hash (one
+per file or kind of annotation) and the metadata holds each run's hash at every row group's
+length of rows (`runs`), so a range is one slice of rows per run that polars reads without
+touching the other row groups (the groups at a slice's ends are read whole). No parquet
+statistics: they cost time on every column for the one they would be read for. Groups are sized by the hash range they cover, not
+by rows: a quarter of a default partition's images each. Fixed 65k-row groups made a VQAv2
+partition (~50k rows of ten-answer lists) decode up to 130k rows; VG (~600k rows a partition)
+keeps the largest groups.
+
+Uncompressed: the table is written once and read back once per partition, on the same machine;
+lz4 cost 0.5 CPU-s on VG's write alone.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from pathlib import Path
@@ -32,8 +40,11 @@ from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH
 from unimm.workdir import atomic_path
 
 GROUPS_PER_PARTITION = 4
-ROW_GROUP_ROWS = (8_192, 65_536)  # bounds: small groups compress worse and cost per group
+ROW_GROUP_ROWS = (8_192, 65_536)  # bounds: each group costs a little to find and decode
 _META = "unimm.ingest"
+_FORMAT = 2  # 2: uncompressed, hash index in the metadata instead of parquet statistics
+# columns of few distinct values (an image's key repeats on each of its annotations)
+_DICTIONARY = ("image_key", "source", "split", "kind", "answer", "question_type", "answer_type", "file_name")
 
 
 def row_group_rows(df: pl.DataFrame) -> int:
@@ -43,8 +54,10 @@ def row_group_rows(df: pl.DataFrame) -> int:
     return min(max(rows, ROW_GROUP_ROWS[0]), ROW_GROUP_ROWS[1])
 
 
-def _schema_mark(schema: pl.Schema) -> str:
-    return hashlib.sha256(repr(list(schema.items())).encode()).hexdigest()[:16]
+def table_mark(schema: pl.Schema) -> str:
+    """What a table must have been written for to be read by this unimm: its schema and this
+    file format (a part of the ingest step's cache key, so that a new format re-ingests)."""
+    return hashlib.sha256(repr((_FORMAT, list(schema.items()))).encode()).hexdigest()[:16]
 
 
 def _constant_columns(df: pl.DataFrame) -> dict[str, Any]:
@@ -71,51 +84,103 @@ def _constant_columns(df: pl.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _runs(hashes: pl.Series, rows: int) -> list[dict[str, Any]]:
+    """The sorted runs of a table (an ingester concatenates one per file or kind, each sorted by
+    hash): where each starts, its length, and its hash at every `rows`-th row."""
+    descents = (hashes.diff() < 0).arg_true().to_list()
+    bounds = [0, *descents, hashes.len()]
+    return [
+        {"start": a, "length": b - a, "index": hashes.slice(a, b - a).gather_every(rows).to_list()}
+        for a, b in zip(bounds, bounds[1:], strict=False)
+        if b > a
+    ]
+
+
 def write_ingest_table(df: pl.DataFrame, path: Path) -> None:
-    """Write an ingest table (conformed to its schema; runs sorted by partition hash, see
-    `base.annotations_frame`): sparse columns, the schema mark, and row groups whose hash
-    statistics let each merge partition skip all but its own range."""
+    """Write an ingest table (runs sorted by partition hash, see `base.annotations_frame`,
+    conformed to its schema): sparse columns, the schema mark, and the hash index by which
+    each merge partition reads its own rows only."""
     constant = _constant_columns(df)
-    meta = {_META: json.dumps({"schema": _schema_mark(df.schema), "constant": constant})}
-    df = df.drop(*constant)
     rows = row_group_rows(df)
+    mark = {
+        "schema": table_mark(df.schema),
+        "constant": constant,
+        "rows": rows,
+        "runs": _runs(df[PARTITION_HASH], rows),
+    }
+    table = df.drop(*constant).to_arrow()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META: json.dumps(mark)})
     with atomic_path(path) as tmp:
-        # lz4: an intermediate table, read back once per partition, decodes 25% faster than zstd
-        if rows < ROW_GROUP_ROWS[1]:
-            # polars' writer slows down per group on lists of structs (VQAv2's answers in 13k-row
-            # groups: 1.4 -> 4.4 CPU-s); pyarrow's does not (1.05). In the largest groups polars'
-            # is the faster one (VG: 3.4 against 4.6 CPU-s).
-            table = df.to_arrow()
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-            pq.write_table(table, tmp, compression="lz4", row_group_size=rows)
-        else:
-            df.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=rows, metadata=meta)
+        # pyarrow's writer: polars' slows down with the size of the arrays a row group is cut
+        # from, and an ingester's columns are whole-file arrays (VQAv2: 5.1 against 1.1 CPU-s,
+        # VG: 4.4 against 2.1). Dictionaries only where values repeat: elsewhere they cost time
+        # and save little.
+        pq.write_table(
+            table,
+            tmp,
+            compression="none",
+            row_group_size=rows,
+            use_dictionary=[c for c in _DICTIONARY if c in table.column_names],
+            write_statistics=False,
+        )
 
 
-def _constants(path: Path, schema: pl.Schema, source: str | None) -> dict[str, Any]:
+def _rows_of(run: dict[str, Any], rows: int, hashes: tuple[int, int]) -> tuple[int, int]:
+    """(offset, length) of the rows of a run that can hold hashes [lo, hi), from its hashes at
+    every `rows`-th row: the rows before a sampled hash below `lo` hold hashes below it, the
+    rows from a sampled hash at or above `hi` on hold hashes at or above it."""
+    index, lo, hi = run["index"], *hashes
+    first = max(bisect.bisect_left(index, lo) - 1, 0)
+    end = bisect.bisect_left(index, hi)
+    stop = end * rows if end < len(index) else run["length"]
+    return run["start"] + first * rows, stop - first * rows
+
+
+def _metadata(path: Path, schema: pl.Schema, source: str | None) -> dict[str, Any]:
     raw = pl.read_parquet_metadata(path).get(_META)
     meta = json.loads(raw) if raw else {}
-    if meta.get("schema") != _schema_mark(schema):
+    if meta.get("schema") != table_mark(schema):
         again = f"unimm ingest --sources {source}" if source else "unimm ingest"
         raise UnimmError(
-            f"{path} was written by another unimm version (its columns differ from this one's): "
+            f"{path} was written by another unimm version (its columns or format differ from this one's): "
             f"run `{again}` again"
         )
-    return meta["constant"]
+    return meta
 
 
 def check_ingest_table(path: Path, schema: pl.Schema, source: str | None = None) -> None:
     """An error naming the command to run again if `path` was written for another schema."""
-    _constants(path, schema, source)
+    _metadata(path, schema, source)
+
+
+def _complete(frame: pl.LazyFrame, meta: dict[str, Any], schema: pl.Schema) -> pl.LazyFrame:
+    constant = meta["constant"]
+    return frame.select(
+        pl.lit(constant[c], dtype=t).alias(c) if c in constant else pl.col(c) for c, t in schema.items()
+    )
 
 
 def scan_ingest_table(path: Path, schema: pl.Schema, source: str | None = None) -> pl.LazyFrame:
     """An ingest table with every column of `schema` (INGEST_ANNOTATION_SCHEMA or
     INGEST_IMAGE_SCHEMA), those left out of the file put back."""
-    constant = _constants(path, schema, source)
-    return pl.scan_parquet(path).select(
-        pl.lit(constant[c], dtype=t).alias(c) if c in constant else pl.col(c) for c, t in schema.items()
-    )
+    return _complete(pl.scan_parquet(path), _metadata(path, schema, source), schema)
+
+
+def read_ingest_range(
+    path: Path, schema: pl.Schema, source: str | None, hashes: tuple[int, int]
+) -> pl.DataFrame:
+    """The rows of an ingest table whose partition hash is in `hashes` ([lo, hi)), every
+    column of `schema` as `scan_ingest_table`, read from their own row groups only."""
+    meta = _metadata(path, schema, source)
+    in_range = pl.col(PARTITION_HASH).is_between(*hashes, closed="left")
+    # One query per run: polars reads the slices of one file in one query as one whole scan
+    # (common-subplan elimination), the whole table for every partition.
+    runs = [
+        pl.scan_parquet(path).slice(*_rows_of(run, meta["rows"], hashes)).filter(in_range).collect()
+        for run in meta["runs"]
+    ]
+    frame = pl.concat(runs).lazy() if runs else pl.scan_parquet(path)
+    return _complete(frame, meta, schema).collect()
 
 
 def read_ingest_table(path: Path, schema: pl.Schema) -> pl.DataFrame:

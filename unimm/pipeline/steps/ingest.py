@@ -7,6 +7,7 @@ from pathlib import Path
 from unimm import __version__
 from unimm.ingest import INGESTERS, check_inputs, ingest_source
 from unimm.ingest.runner import estimated_peak, input_bytes
+from unimm.ingest.tablefile import table_mark
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.sources import SOURCE_SPECS
 from unimm.stagecache import code_fingerprint, files_fingerprint
@@ -29,11 +30,12 @@ class IngestStep(Step):
     def key(self, ctx: Context, unit: str) -> list[object]:
         root = ctx.cfg.data_root
         files = [root / f.path for f in SOURCE_SPECS[unit].files() if (root / f.path).exists()]
-        # The table schema and the partition hash are part of the key: a unimm that ingests more
-        # fields, or sorts by another hash, must not reuse tables written without them.
+        # The table schema and format and the partition hash are part of the key: a unimm that
+        # ingests more fields, writes another format or sorts by another hash, must not reuse
+        # tables written without them.
         return [
             __version__,
-            str(INGEST_ANNOTATION_SCHEMA),
+            table_mark(INGEST_ANNOTATION_SCHEMA),
             code_fingerprint("unimm.keys"),
             files_fingerprint(files),
         ]
