@@ -15,10 +15,11 @@ Reading one partition: merge reads one hash range. The table is a few runs sorte
 per file or kind of annotation) and the metadata holds each run's hash at every row group's
 length of rows (`runs`), so a range is one slice of rows per run that polars reads without
 touching the other row groups (the groups at a slice's ends are read whole). No parquet
-statistics: they cost time on every column for the one they would be read for. Groups are sized by the hash range they cover, not
-by rows: a quarter of a default partition's images each. Fixed 65k-row groups made a VQAv2
-partition (~50k rows of ten-answer lists) decode up to 130k rows; VG (~600k rows a partition)
-keeps the largest groups.
+statistics: they cost time on every column for the one they would be read for.
+
+Row groups are sized by the hash range they cover, not by rows: a quarter of a default
+partition's images each. Fixed 65k-row groups made a VQAv2 partition (~50k rows of ten-answer
+lists) decode up to 130k rows; VG (~600k rows a partition) keeps the largest groups.
 
 Uncompressed: the table is written once and read back once per partition, on the same machine;
 lz4 cost 0.5 CPU-s on VG's write alone.
@@ -179,7 +180,7 @@ def read_ingest_range(
         pl.scan_parquet(path).slice(*_rows_of(run, meta["rows"], hashes)).filter(in_range).collect()
         for run in meta["runs"]
     ]
-    frame = pl.concat(runs).lazy() if runs else pl.scan_parquet(path)
+    frame = pl.concat(runs).lazy() if runs else pl.scan_parquet(path)  # no runs: no rows
     return _complete(frame, meta, schema).collect()
 
 
