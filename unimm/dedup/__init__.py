@@ -1,30 +1,20 @@
 """Deduplication: repeated turns inside a dialogue, exact duplicate dialogues, MinHash LSH near duplicates."""
 
-from unimm.dedup.config import DedupConfig
-from unimm.dedup.core import (
-    DedupResult,
-    LocalPass,
-    apply_duplicates,
-    corpus_duplicates,
-    dedup_chats,
-    dialogue_hash,
-    dialogue_text,
-    local_pass,
-    signature_frame,
-)
-from unimm.dedup.minhash import near_duplicate_roots, signatures
+from unimm.lazy import exports
 
-__all__ = [
-    "DedupConfig",
-    "DedupResult",
-    "LocalPass",
-    "apply_duplicates",
-    "corpus_duplicates",
-    "dedup_chats",
-    "dialogue_hash",
-    "dialogue_text",
-    "local_pass",
-    "near_duplicate_roots",
-    "signature_frame",
-    "signatures",
-]
+_OWNERS = {
+    "DedupConfig": "unimm.dedup.config",
+    "DedupResult": "unimm.dedup.core",
+    "LocalPass": "unimm.dedup.core",
+    "apply_duplicates": "unimm.dedup.core",
+    "corpus_duplicates": "unimm.dedup.core",
+    "dedup_chats": "unimm.dedup.core",
+    "dialogue_hash": "unimm.dedup.core",
+    "dialogue_text": "unimm.dedup.core",
+    "local_pass": "unimm.dedup.core",
+    "signature_frame": "unimm.dedup.core",
+    "near_duplicate_roots": "unimm.dedup.minhash",
+    "signatures": "unimm.dedup.minhash",
+}
+__all__ = list(_OWNERS)
+__getattr__ = exports(__name__, _OWNERS)

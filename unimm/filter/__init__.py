@@ -4,15 +4,15 @@
 `unimm filter` command then runs dedup and decontamination, see unimm.pipeline).
 """
 
-from unimm.filter.config import FilterConfig
-from unimm.filter.core import FilterResult, chat_reasons, filter_chats
-from unimm.filter.reasons import count_reasons, reason_code
+from unimm.lazy import exports
 
-__all__ = [
-    "FilterConfig",
-    "FilterResult",
-    "chat_reasons",
-    "count_reasons",
-    "filter_chats",
-    "reason_code",
-]
+_OWNERS = {
+    "FilterConfig": "unimm.filter.config",
+    "FilterResult": "unimm.filter.core",
+    "chat_reasons": "unimm.filter.core",
+    "filter_chats": "unimm.filter.core",
+    "count_reasons": "unimm.filter.reasons",
+    "reason_code": "unimm.filter.reasons",
+}
+__all__ = list(_OWNERS)
+__getattr__ = exports(__name__, _OWNERS)

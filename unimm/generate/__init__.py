@@ -5,8 +5,14 @@ Public entry points for the CLI and the build orchestrator:
 `prompt_fingerprint(cfg)`.
 """
 
-from unimm.generate.config import GenerateConfig
-from unimm.generate.prompts import prompt_fingerprint
-from unimm.generate.runner import GenerateResult, GenerateSummary, generate_chats
+from unimm.lazy import exports
 
-__all__ = ["GenerateConfig", "GenerateResult", "GenerateSummary", "generate_chats", "prompt_fingerprint"]
+_OWNERS = {
+    "GenerateConfig": "unimm.generate.config",
+    "prompt_fingerprint": "unimm.generate.prompts",
+    "GenerateResult": "unimm.generate.runner",
+    "GenerateSummary": "unimm.generate.runner",
+    "generate_chats": "unimm.generate.runner",
+}
+__all__ = list(_OWNERS)
+__getattr__ = exports(__name__, _OWNERS)

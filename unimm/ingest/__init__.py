@@ -5,19 +5,17 @@ One module per source family (coco, vqa [VQAv2 + OK-VQA], aokvqa, vg, visdial), 
 runner. Decoding uses typed msgspec Structs and column building; see each module's memory note.
 """
 
-from __future__ import annotations
+from unimm.lazy import exports
 
-from unimm.ingest.base import Ingester, IngestResult, SourceTables
-from unimm.ingest.registry import INGESTERS, check_inputs, present_sources
-from unimm.ingest.runner import ingest_source, run_ingest
-
-__all__ = [
-    "INGESTERS",
-    "IngestResult",
-    "Ingester",
-    "SourceTables",
-    "check_inputs",
-    "present_sources",
-    "ingest_source",
-    "run_ingest",
-]
+_OWNERS = {
+    "Ingester": "unimm.ingest.base",
+    "IngestResult": "unimm.ingest.base",
+    "SourceTables": "unimm.ingest.base",
+    "INGESTERS": "unimm.ingest.registry",
+    "check_inputs": "unimm.ingest.registry",
+    "present_sources": "unimm.ingest.registry",
+    "ingest_source": "unimm.ingest.runner",
+    "run_ingest": "unimm.ingest.runner",
+}
+__all__ = list(_OWNERS)
+__getattr__ = exports(__name__, _OWNERS)

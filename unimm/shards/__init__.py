@@ -1,39 +1,26 @@
 """WebDataset shards: deterministic writing, manifest, verification and exports."""
 
-from typing import Any
+from unimm.lazy import exports
 
-from unimm.shards.config import ShardConfig
-from unimm.shards.manifest import MANIFEST_NAME, Manifest, ShardEntry, read_manifest, scrub
-from unimm.shards.verify import ShardVerifyError, VerifyReport, verify_shards
-from unimm.shards.writer import ShardResult, to_shard_chat, write_shards, write_shards_result
-
-__all__ = [
-    "MANIFEST_NAME",
-    "Manifest",
-    "ShardConfig",
-    "ShardEntry",
-    "ShardResult",
-    "ShardVerifyError",
-    "VerifyReport",
-    "export_llava",
-    "export_unimm_parquet",
-    "iter_shard_chats",
-    "read_manifest",
-    "scrub",
-    "to_shard_chat",
-    "verify_shards",
-    "write_shards",
-    "write_shards_result",
-]
-
-# The exports live in unimm.export, which reads shards through this package: importing them
-# here eagerly would be an import cycle, so they resolve on first use (PEP 562).
-_EXPORTS = {"export_llava", "export_unimm_parquet", "iter_shard_chats"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import unimm.export
-
-        return getattr(unimm.export, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The exports live in unimm.export, which reads shards through this package: resolved on first
+# use, they are no import cycle either.
+_OWNERS = {
+    "ShardConfig": "unimm.shards.config",
+    "MANIFEST_NAME": "unimm.shards.manifest",
+    "Manifest": "unimm.shards.manifest",
+    "ShardEntry": "unimm.shards.manifest",
+    "read_manifest": "unimm.shards.manifest",
+    "scrub": "unimm.shards.manifest",
+    "ShardVerifyError": "unimm.shards.verify",
+    "VerifyReport": "unimm.shards.verify",
+    "verify_shards": "unimm.shards.verify",
+    "ShardResult": "unimm.shards.writer",
+    "to_shard_chat": "unimm.shards.writer",
+    "write_shards": "unimm.shards.writer",
+    "write_shards_result": "unimm.shards.writer",
+    "export_llava": "unimm.export",
+    "export_unimm_parquet": "unimm.export",
+    "iter_shard_chats": "unimm.export",
+}
+__all__ = list(_OWNERS)
+__getattr__ = exports(__name__, _OWNERS)

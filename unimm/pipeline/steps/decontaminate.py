@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from unimm.decontam import DecontamConfig, decontaminate, load_eval_file
+from unimm.decontam.config import DecontamConfig
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.pipeline.tables import read_chats, rows, write_chats
 from unimm.stagecache import files_fingerprint
@@ -25,6 +25,8 @@ class DecontaminateStep(Step):
         return ctx.cfg.decontaminate
 
     def check(self, ctx: Context) -> None:
+        from unimm.decontam.core import load_eval_file
+
         for ef in ctx.cfg.decontaminate.eval_files:
             load_eval_file(ef)
 
@@ -44,6 +46,8 @@ class DecontaminateStep(Step):
             with atomic_path(dst) as tmp:
                 tmp.write_bytes(src.read_bytes())
             return StepResult(input=n, output=n)
+        from unimm.decontam.core import decontaminate
+
         chats = read_chats(src)
         res = decontaminate(chats, _coco_ids(lay.merged_part(unit), {c.image_key for c in chats}), cfg)
         write_chats(res.kept, dst)

@@ -11,14 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from unimm.dedup import (
-    DedupConfig,
-    LocalPass,
-    apply_duplicates,
-    corpus_duplicates,
-    local_pass,
-    signature_frame,
-)
+from unimm.dedup.config import DedupConfig
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.pipeline.tables import read_chats, write_chats
 from unimm.stagecache import code_fingerprint
@@ -43,6 +36,8 @@ class DedupSignStep(Step):
         return [ctx.layout.chats(self.name, unit), ctx.layout.signatures(unit)]
 
     def process(self, ctx: Context, unit: str) -> StepResult:
+        from unimm.dedup.core import local_pass, signature_frame
+
         lay = ctx.layout
         chats = read_chats(lay.chats(self.reads, unit))
         local = local_pass(chats, ctx.cfg.dedup)
@@ -62,6 +57,8 @@ class DedupJoinStep(Step):
         return [ctx.layout.duplicates]
 
     def process(self, ctx: Context, unit: str) -> StepResult:
+        from unimm.dedup.core import corpus_duplicates
+
         lay = ctx.layout
         paths = [lay.signatures(pid) for pid in lay.partitions()]
         sigs = pl.scan_parquet(paths)
@@ -86,6 +83,8 @@ class DedupStep(Step):
         return [ctx.layout.chats(self.name, unit)]
 
     def process(self, ctx: Context, unit: str) -> StepResult:
+        from unimm.dedup.core import LocalPass, apply_duplicates
+
         lay = ctx.layout
         chats = read_chats(lay.chats(DedupSignStep.name, unit))
         sig = pl.read_parquet(lay.signatures(unit), columns=["id", "reason"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unimm.filter.judged import judge_and_filter, judge_sees
 from unimm.merge import load_merged
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.pipeline.steps.generate import chain_memory, pictures_key
@@ -24,6 +23,8 @@ class FilterStep(Step):
         return ctx.derived.filter_cfg
 
     def key(self, ctx: Context, unit: str) -> list[object]:
+        from unimm.filter.judged import judge_sees
+
         d = ctx.derived
         # Editing the judge prompt re-judges (the judge's cache keeps old answers); the rules
         # live in code, so their source is in the key too; so are the pictures a seeing judge sees.
@@ -39,6 +40,8 @@ class FilterStep(Step):
         return chain_memory(ctx, unit)  # a chain may start here when generation is cached
 
     def process(self, ctx: Context, unit: str) -> StepResult:
+        from unimm.filter.judged import judge_and_filter
+
         lay = ctx.layout
         chats = read_chats(lay.chats(self.reads, unit))
         merged = load_merged([lay.merged_part(unit)], {c.image_key for c in chats})

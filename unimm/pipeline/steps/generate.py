@@ -8,13 +8,10 @@ from pathlib import Path
 
 import polars as pl
 
-from unimm.generate import GenerateConfig, generate_chats
-from unimm.generate.dispatch import is_transient
-from unimm.generate.vision import images_fingerprint
+from unimm.generate.config import GenerateConfig
 from unimm.merge import image_files, read_partition
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 from unimm.pipeline.tables import write_chats
-from unimm.tables import failures_to_frame
 from unimm.workdir import write_parquet_atomic
 
 CHAIN_BASE_BYTES = 300 * 2**20
@@ -35,6 +32,8 @@ def pictures_key(ctx: Context, unit: str) -> str:
     """With vision on, which picture each of the partition's images has and whether it changed
     (one stat per file, unimm.generate.vision.images_fingerprint): a picture added, removed or
     rewritten reruns the partition, whose requests for unchanged pictures the cache answers."""
+    from unimm.generate.vision import images_fingerprint
+
     names = image_files([ctx.layout.merged_part(unit)], None)
     return images_fingerprint(Path(ctx.cfg.image_dir), names)
 
@@ -77,6 +76,10 @@ class GenerateStep(Step):
         return chain_memory(ctx, unit)
 
     def process(self, ctx: Context, unit: str) -> StepResult:
+        from unimm.generate.dispatch import is_transient
+        from unimm.generate.runner import generate_chats
+        from unimm.tables import failures_to_frame
+
         lay = ctx.layout
         records = read_partition(lay.merged_part(unit), n_rows=ctx.budgets.get(unit))
         cfg = ctx.cfg.generate.model_copy(update={"limit": None})

@@ -10,9 +10,8 @@ from unimm.errors import ConfigError
 from unimm.merge import image_files
 from unimm.pipeline.step import Context, Scope, Step, StepResult, step_totals
 from unimm.pipeline.tables import read_chats
-from unimm.shards import ShardConfig
+from unimm.shards.config import ShardConfig
 from unimm.shards.manifest import MANIFEST_NAME
-from unimm.shards.writer import write_shards_result
 from unimm.stagecache import code_fingerprint, fingerprint
 from unimm.workdir import atomic_dir
 
@@ -56,6 +55,7 @@ class ShardsStep(Step):
 
     def process(self, ctx: Context, unit: str) -> StepResult:
         from unimm.pipeline.steps import PIPELINE  # the steps before this one, for the manifest
+        from unimm.shards.writer import write_shards_result
 
         lay = ctx.layout
         pids = lay.partitions()

@@ -1,31 +1,17 @@
-"""Decontamination against evaluation sets.
-
-A dialogue is dropped when its image is an evaluation image, or when one of its user questions
-overlaps an evaluation question: it shares a word n-gram (default 8) of normalised text with one,
-or, for an evaluation question shorter than n words, equals it after normalisation (VQA questions
-are mostly 5-8 words, so an n-gram test alone would miss nearly all of them).
-
-Evaluation files are read as officially distributed; the kind is detected from the content:
-- image list: plain text, one COCO id (`391895`), image key (`coco_000000391895`, `vg_12`) or
-  COCO file name (`COCO_val2014_000000391895.jpg`) per line; `#` comments and blank lines skipped;
-- `vqa`: VQAv2 / OK-VQA question files `{"questions": [{"image_id", "question", "question_id"}]}`;
-- `aokvqa`: A-OKVQA `[{"image_id", "question", ...}]`;
-- `karpathy`: `dataset_coco.json` `{"images": [{"split", "cocoid", ...}]}`; only split == "test".
-
-The JSON files are decoded by the ingesters' msgspec decoders into their Structs (only the
-question and its image are read), so an evaluation file is read exactly as a training file is.
-"""
+"""Decontamination: evaluation files read into sets, and the dialogues that overlap them dropped
+(see the package docstring)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from unimm.decontam.config import DecontamConfig, EvalFile
 from unimm.errors import InputError
 from unimm.filter.normalize import words
 from unimm.filter.reasons import count_reasons
@@ -34,37 +20,6 @@ from unimm.ingest.jsonio import decode_bytes
 from unimm.ingest.vqa import ImageQuestion, QuestionsFile
 from unimm.keys import coco_id_from_file_name, coco_key
 from unimm.schema import KEY_PATTERN, Chat, Reject
-
-EvalKind = Literal["auto", "image_list", "vqa", "aokvqa", "karpathy"]
-
-
-class EvalFile(BaseModel):
-    """One evaluation file; `name` (default: the file name) labels reasons and the report."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: Path
-    kind: EvalKind = "auto"
-    name: str | None = None
-    drop_images: bool = True
-    drop_questions: bool = True
-
-    @property
-    def label(self) -> str:
-        return self.name or self.path.name
-
-
-class DecontamConfig(BaseModel):
-    """Evaluation files and the n-gram size of question overlap."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    eval_files: list[EvalFile] = Field(default_factory=list)
-    ngram: int = Field(8, ge=1, description="Word n-gram size of question overlap (normalised text).")
-
-    def files(self) -> list[Path]:
-        """Paths of every evaluation file (for fingerprints / existence checks)."""
-        return [ef.path for ef in self.eval_files]
 
 
 class EvalSet(NamedTuple):
