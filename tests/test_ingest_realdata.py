@@ -9,9 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.merge_helpers import source_annotations
 from unimm.ingest import run_ingest
 from unimm.ingest.tablefile import read_ingest_table
 from unimm.keys import PARTITION_HASH
+from unimm.merge import annotation_tables
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, Answer, ImageRef
 from unimm.tables import INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA
@@ -59,7 +61,7 @@ def test_vg_tables_do_not_depend_on_the_decode_chunk(
     monkeypatch.setattr(vg, "CHUNK_IMAGES", 1)
     other = tmp_path / "work"
     run_ingest(data_root(realdata, tmp_path), other, ["vg"], jobs=1)
-    for table in (Layout(work).ingest_table("vg"), Layout(work).ingest_images("vg")):
+    for table in (*annotation_tables(Layout(work), "vg"), Layout(work).ingest_images("vg")):
         assert pl.read_parquet(other / table.relative_to(work)).equals(pl.read_parquet(table)), table.name
 
 
@@ -148,7 +150,7 @@ def test_coco_image_refs(work: Path) -> None:
 
 
 def test_vg_real_records(work: Path) -> None:
-    df = read_ingest_table(Layout(work).ingest_table("vg"), INGEST_ANNOTATION_SCHEMA).drop(PARTITION_HASH)
+    df = source_annotations(work, "vg").drop(PARTITION_HASH)
     rows = {(r["kind"], r["source_id"]): r for r in df.iter_rows(named=True)}
     qa = Annotation.model_validate(rows[("qa", "986768")])
     assert qa.text == "What color is the clock?" and qa.answer == "Green"
@@ -172,7 +174,7 @@ def _vg_objects(df: pl.DataFrame) -> dict[str, dict]:
 
 def test_vg_real_objects_keep_every_name_and_synset(work: Path, realdata: Path) -> None:
     raw = json.loads((realdata / "visual_genome" / "objects.json").read_text())
-    got = _vg_objects(read_ingest_table(Layout(work).ingest_table("vg"), INGEST_ANNOTATION_SCHEMA))
+    got = _vg_objects(source_annotations(work, "vg"))
     listed = [o for im in raw for o in im["objects"]]
     assert len(got) == len(listed)
     for o in listed:
@@ -187,7 +189,7 @@ def test_vg_real_objects_keep_every_name_and_synset(work: Path, realdata: Path) 
 
 def test_vg_real_attributes_match_the_file(work: Path, realdata: Path) -> None:
     raw = json.loads((realdata / "visual_genome" / "attributes.json").read_text())
-    got = _vg_objects(read_ingest_table(Layout(work).ingest_table("vg"), INGEST_ANNOTATION_SCHEMA))
+    got = _vg_objects(source_annotations(work, "vg"))
     for o in (o for im in raw for o in im["attributes"]):
         want = list(dict.fromkeys(a.strip().lower() for a in o.get("attributes") or [] if a.strip()))
         assert got[str(o["object_id"])]["attributes"] == want
@@ -221,9 +223,7 @@ def test_real_records_merge_with_their_grounding_fields(work: Path) -> None:
 
 def test_sample_rows_validate_against_the_models(work: Path) -> None:
     for source in ("coco", "vg"):
-        df = read_ingest_table(Layout(work).ingest_table(source), INGEST_ANNOTATION_SCHEMA).drop(
-            PARTITION_HASH
-        )
+        df = source_annotations(work, source).drop(PARTITION_HASH)
         for row in df.sample(n=min(200, df.height), seed=7).iter_rows(named=True):
             Annotation.model_validate(row)
         for row in (

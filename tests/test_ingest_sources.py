@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.merge_helpers import source_annotations
 from unimm.ingest import INGESTERS, check_inputs, run_ingest
 from unimm.ingest.tablefile import read_ingest_table
 from unimm.keys import PARTITION_HASH, partition_hash
@@ -25,7 +26,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(work: Path, source: str) -> list[Annotation]:
-    df = read_ingest_table(Layout(work).ingest_table(source), INGEST_ANNOTATION_SCHEMA)
+    df = source_annotations(work, source)
     assert df.schema == INGEST_ANNOTATION_SCHEMA
     assert df[PARTITION_HASH].to_list() == [partition_hash(k) for k in df["image_key"]]
     # sorted runs (one per file and kind) that merge's partitions read by row-group statistics
@@ -186,14 +187,16 @@ def test_results_report_counts(tmp_path: Path) -> None:
     assert [r.source for r in results] == ["aokvqa", "vg"]
     vg = results[1]
     assert vg.annotations == {"qa": 2, "region": 3, "object": 3} and vg.images == 2
+    # VG's regions and objects are units of their own (VgIngester.parts), each with its table
     assert vg.files == [
         "vg/image_data.json",
-        "vg/region_descriptions.json",
         "vg/question_answers.json",
+        "vg/region_descriptions.json",
         "vg/objects.json",
         "vg/attributes.json",
     ]
-    assert Path(vg.table) == Layout(tmp_path).ingest_table("vg") and Path(vg.table).is_file()
+    units = [Layout(tmp_path).ingest_table(u) for u in ("vg", "vg.regions", "vg.objects")]
+    assert [Path(t) for t in vg.tables] == units and all(t.is_file() for t in units)
     assert results[0].annotations == {"qa": 2, "rationale": 6}
 
 
@@ -240,9 +243,40 @@ def test_parallel_processes_give_the_same_tables(
     results = run_ingest(FIXTURES, tmp_path, ["coco", "vg", "okvqa"], jobs=2)
     assert [r.source for r in results] == ["coco", "okvqa", "vg"]
     for s in ("coco", "vg", "okvqa"):
-        assert read_ingest_table(Layout(tmp_path).ingest_table(s), INGEST_ANNOTATION_SCHEMA).equals(
-            read_ingest_table(Layout(ingested).ingest_table(s), INGEST_ANNOTATION_SCHEMA)
-        )
+        assert source_annotations(tmp_path, s).equals(source_annotations(ingested, s))
         assert read_ingest_table(Layout(tmp_path).ingest_images(s), INGEST_IMAGE_SCHEMA).equals(
             read_ingest_table(Layout(ingested).ingest_images(s), INGEST_IMAGE_SCHEMA)
         )
+
+
+def test_vg_parts_are_units_of_their_own(tmp_path: Path) -> None:
+    """VG's regions and objects are ingested by units of their own (VgIngester.parts): a changed
+    regions file reruns the regions unit only, and a removed one leaves an empty table behind,
+    never the regions of the earlier run."""
+    from unimm.merge import MergeConfig, merge, read_partition
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    shutil.copytree(FIXTURES / "vg", data / "vg")
+    run_ingest(data, work, ["vg"], jobs=1)
+    markers = {
+        u: (work / "markers" / "ingest" / f"{u}.done.json") for u in ("vg", "vg.regions", "vg.objects")
+    }
+    before = {u: m.read_bytes() for u, m in markers.items()}
+    regions = data / "vg" / "region_descriptions.json"
+    regions.write_text(regions.read_text().replace('"phrase": "', '"phrase": "a changed ', 1))
+
+    run_ingest(data, work, ["vg"], jobs=1)
+    changed = {u for u, m in markers.items() if m.read_bytes() != before[u]}
+    assert changed == {"vg.regions"}
+    texts = source_annotations(work, "vg").filter(kind="region")["text"].to_list()
+    assert sum(t.startswith("a changed ") for t in texts) == 1
+
+    regions.unlink()
+    (r,) = run_ingest(data, work, ["vg"], jobs=1)
+    assert "region" not in r.annotations and r.annotations["qa"] == 2
+    assert Layout(work).ingest_table("vg.regions").is_file()
+    merge(work, MergeConfig())
+    (part,) = sorted((work / "merged").glob("part-*.parquet"))
+    records = read_partition(part)
+    assert records and not any(rec.regions for rec in records)
+    assert sum(len(rec.qas) for rec in records) == 2

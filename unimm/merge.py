@@ -1,7 +1,8 @@
 """Merge: gather every normalised annotation of one physical image into one `MergedImage` row.
 
-Input: `work/ingest/<source>.parquet` (+ `.images.parquet`) for the chosen sources, each sorted by
-the partition hash of its image keys (`keys.partition_hash`).
+Input: `work/ingest/<source>.parquet` (and `<source>.<part>.parquet` of a source ingested in
+parts) + `<source>.images.parquet` for the chosen sources, each sorted by the partition hash of its
+image keys (`keys.partition_hash`).
 Output, per partition: `work/merged/part-NNNNN.parquet` (rows = `schema.MergedImage`, sorted by
 key) and `work/merged/summary-NNNNN.json`; `read_summary` adds the partitions' summaries up.
 
@@ -32,6 +33,7 @@ from pydantic import BaseModel, Field
 from unimm import handoff, workdir
 from unimm.errors import ConfigError, InputError, MissingStageOutputError
 from unimm.gcpolicy import bulk_parse
+from unimm.ingest.registry import source_units
 from unimm.ingest.tablefile import check_ingest_table, read_ingest_range, scan_ingest_table
 from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH, image_number_expr, partition_range
 from unimm.pipeline.layout import Layout
@@ -159,17 +161,19 @@ def _load(work: Path, sources: list[str], hashes: tuple[int, int]) -> tuple[pl.L
     lay = Layout(work)
     ann = pl.concat(
         [
-            read(lay.ingest_table(s), s, INGEST_ANNOTATION_SCHEMA)
+            read(table, s, INGEST_ANNOTATION_SCHEMA)
             .drop("split")
             .with_columns(image_number_expr().alias("_img"))
             for s in sources
+            for table in annotation_tables(lay, s)
         ],
         how="vertical_relaxed",
     )
     imgs = pl.concat(
         [read(lay.ingest_images(s), s, INGEST_IMAGE_SCHEMA) for s in sources], how="vertical_relaxed"
     )
-    # vertical concat keeps source order then file order: the deterministic order items keep
+    # vertical concat keeps source order then file order (each kind comes from one table of its
+    # source): the deterministic order items keep
     return ann, imgs
 
 
@@ -356,12 +360,21 @@ def merged_sources(work: Path, cfg: MergeConfig) -> list[str]:
             f"--require {','.join(not_merged)} is not among the merged sources {','.join(sources)}"
         )
     for s in sources:
-        for path in (lay.ingest_table(s), lay.ingest_images(s)):
+        for path in (*annotation_tables(lay, s), lay.ingest_images(s)):
             if not path.exists():
                 raise MissingStageOutputError(path, f"unimm ingest --sources {s}")
-        check_ingest_table(lay.ingest_table(s), INGEST_ANNOTATION_SCHEMA, s)
+        for table in annotation_tables(lay, s):
+            check_ingest_table(table, INGEST_ANNOTATION_SCHEMA, s)
         check_ingest_table(lay.ingest_images(s), INGEST_IMAGE_SCHEMA, s)
     return sources
+
+
+def annotation_tables(lay: Layout, source: str) -> list[Path]:
+    """The annotation tables of `source`: its own, and one per part ingested apart (see
+    `Ingester.parts`). A part's table may be absent (tables of an older unimm held every part),
+    a source's own may not: the pipeline's markers say whether each unit is current."""
+    own, *parts = [lay.ingest_table(u) for u in source_units(source)]
+    return [own, *(p for p in parts if p.exists())]
 
 
 def partition_count(work: Path, cfg: MergeConfig) -> int:

@@ -14,7 +14,7 @@ _OWNERS = {
     "INGESTERS": "unimm.ingest.registry",
     "check_inputs": "unimm.ingest.registry",
     "present_sources": "unimm.ingest.registry",
-    "ingest_source": "unimm.ingest.runner",
+    "ingest_unit": "unimm.ingest.runner",
     "run_ingest": "unimm.ingest.runner",
 }
 __all__ = list(_OWNERS)

@@ -10,6 +10,7 @@ Arrow struct array plus offsets.
 from __future__ import annotations
 
 import abc
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from unimm.tables import ANNOTATION_SCHEMA, INGEST_ANNOTATION_SCHEMA, INGEST_IMA
 
 
 class IngestResult(BaseModel):
-    """What one source's ingest read and wrote."""
+    """What the ingest of one source (or of one unit of it, see `Ingester.parts`) read and wrote."""
 
     source: str
     files: list[str] = Field(description="Input files read, relative to the data root.")
@@ -35,20 +36,38 @@ class IngestResult(BaseModel):
         description="Annotation rows by kind (caption, qa, region, object, rationale, dialog)."
     )
     seconds: float
-    table: str = Field(description="Path of the annotation table.")
-    images_table: str = Field(description="Path of the image-ref table.")
+    tables: list[str] = Field(description="Paths of the annotation tables.")
+    images_table: str | None = Field(description="Path of the image-ref table (a part writes none).")
 
     @property
     def total(self) -> int:
         return sum(self.annotations.values())
 
+    @classmethod
+    def combine(cls, units: list[IngestResult]) -> IngestResult:
+        """The result of a source from those of its units (the source's own first)."""
+        from unimm.schema import KINDS
+
+        kinds: Counter[str] = Counter()
+        for u in units:
+            kinds.update(u.annotations)
+        return cls(
+            source=units[0].source,
+            files=list(dict.fromkeys(f for u in units for f in u.files)),
+            images=sum(u.images for u in units),
+            annotations={k: kinds[k] for k in KINDS if k in kinds},
+            seconds=round(sum(u.seconds for u in units), 3),
+            tables=[t for u in units for t in u.tables],
+            images_table=units[0].images_table,
+        )
+
 
 @dataclass
 class SourceTables:
-    """The two tables of one source, ready to be written."""
+    """The tables of one source, ready to be written (a part has no image table)."""
 
     annotations: pl.DataFrame
-    images: pl.DataFrame
+    images: pl.DataFrame | None
     files: list[str] = field(default_factory=list)
 
 
@@ -57,9 +76,17 @@ def expected(source: str) -> list[ExpectedFile]:
 
 
 class Ingester(abc.ABC):
-    """One source family. Subclasses set `name` and implement `missing` and `read`."""
+    """One source family. Subclasses set `name` and implement `missing` and `read`.
+
+    A source whose files take several times longer than the others' would run alone on one core
+    at the end of the ingest; its ingester names `parts` (part -> the file roles it reads, with
+    the `shared` ones) that a unit of work of their own reads (`read_part`) into a table of their
+    own, `<source>.<part>`. `read` then reads everything else, image table included.
+    """
 
     name: ClassVar[str]
+    parts: ClassVar[dict[str, tuple[str, ...]]] = {}
+    shared: ClassVar[tuple[str, ...]] = ()  # roles every part reads too (VG's image sizes)
 
     @abc.abstractmethod
     def missing(self, data_root: Path) -> list[tuple[str, str]]:
@@ -67,7 +94,22 @@ class Ingester(abc.ABC):
 
     @abc.abstractmethod
     def read(self, data_root: Path) -> SourceTables:
-        """Decode the source's files under `data_root` into conformed annotation and image tables."""
+        """Decode the source's files under `data_root` into conformed annotation and image tables
+        (the files of its `parts` excepted)."""
+
+    def read_part(self, data_root: Path, part: str) -> SourceTables:
+        """Decode the files of one of `parts` into a conformed annotation table."""
+        raise KeyError(f"source {self.name} has no part {part!r}")
+
+    def unit_files(self, data_root: Path, part: str | None) -> list[ExpectedFile]:
+        """The present files that the source's own unit (`part` None) or a part reads."""
+        apart = {r for roles in self.parts.values() for r in roles}
+        roles = set(self.parts[part]) | set(self.shared) if part else None
+        return [
+            f
+            for f in self._present(data_root)
+            if (f.role in roles if roles is not None else f.role not in apart)
+        ]
 
     # helpers shared by the subclasses
     def _exists(self, data_root: Path, f: ExpectedFile) -> bool:

@@ -1,8 +1,9 @@
-"""Ingest one source: its official files -> its annotation and image tables, each written atomically.
+"""Ingest one unit: a source's official files -> its annotation and image tables, each written
+atomically; a source whose ingester names `parts` is several units (`registry.source_units`).
 
-The pipeline runner (`unimm.pipeline`) schedules sources as units of work (in parallel processes,
-or Ray tasks, within a memory budget from `estimated_peak`); `run_ingest` is the library entry
-that runs that same step for a list of sources.
+The pipeline runner (`unimm.pipeline`) schedules the units (in parallel processes, or Ray tasks,
+within a memory budget from `estimated_peak`); `run_ingest` is the library entry that runs that
+same step for a list of sources.
 """
 
 from __future__ import annotations
@@ -11,43 +12,50 @@ import time
 from pathlib import Path
 
 from unimm.ingest.base import IngestResult, kind_counts
-from unimm.ingest.registry import INGESTERS
+from unimm.ingest.registry import INGESTERS, source_units, split_unit
 from unimm.ingest.tablefile import write_ingest_table
 from unimm.pipeline.layout import Layout
 
 
-def ingest_source(source: str, data_root: Path, table: Path, images: Path) -> IngestResult:
-    """Read one source under `data_root` and write its two tables (InputError on bad input:
-    nothing is written)."""
+def ingest_unit(unit: str, data_root: Path, layout: Layout) -> IngestResult:
+    """Read one unit of ingest under `data_root` (a source, or `<source>.<part>`, see
+    `Ingester.parts`) and write its tables under `layout` (InputError on bad input: nothing is
+    written)."""
     t0 = time.perf_counter()
-    tables = INGESTERS[source].read(Path(data_root))
-    write_ingest_table(tables.annotations, table)
-    write_ingest_table(tables.images, images)
+    source, part = split_unit(unit)
+    ingester = INGESTERS[source]
+    tables = ingester.read_part(Path(data_root), part) if part else ingester.read(Path(data_root))
+    write_ingest_table(tables.annotations, layout.ingest_table(unit))
+    if tables.images is not None:
+        write_ingest_table(tables.images, layout.ingest_images(unit))
     return IngestResult(
         source=source,
         files=tables.files,
-        images=tables.images.height,
+        images=tables.images.height if tables.images is not None else 0,
         annotations=kind_counts(tables.annotations),
         seconds=round(time.perf_counter() - t0, 3),
-        table=str(table),
-        images_table=str(images),
+        tables=[str(layout.ingest_table(unit))],
+        images_table=str(layout.ingest_images(unit)) if tables.images is not None else None,
     )
 
 
-def input_bytes(source: str, data_root: Path) -> int:
-    """Bytes of the source's files present under `data_root`."""
-    return sum((Path(data_root) / f.path).stat().st_size for f in INGESTERS[source]._present(Path(data_root)))
+def input_bytes(unit: str, data_root: Path) -> int:
+    """Bytes of the unit's files present under `data_root`."""
+    source, part = split_unit(unit)
+    return sum(
+        (Path(data_root) / f.path).stat().st_size for f in INGESTERS[source].unit_files(data_root, part)
+    )
 
 
-def estimated_peak(source: str, data_root: Path) -> int:
-    """Peak RSS of ingesting one source: measured ~3x the JSON it decodes (VG full size: 0.8 GB ->
+def estimated_peak(unit: str, data_root: Path) -> int:
+    """Peak RSS of ingesting one unit: measured ~3x the JSON it decodes (VG full size: 0.8 GB ->
     2.4 GB) plus the runtime."""
-    return 3 * input_bytes(source, data_root) + 250 * 2**20
+    return 3 * input_bytes(unit, data_root) + 250 * 2**20
 
 
 def run_ingest(data_root: Path, work: Path, sources: list[str], jobs: int = 1) -> list[IngestResult]:
-    """Ingest `sources` into `work/ingest/` with the pipeline's ingest step (cached per source;
-    MissingFilesError before anything is read, InputError on bad input)."""
+    """Ingest `sources` into `work/ingest/` with the pipeline's ingest step (cached per unit;
+    MissingFilesError before anything is read, InputError on bad input); one result per source."""
     from unimm.config import PipelineConfig
     from unimm.pipeline.runner import run_pipeline
     from unimm.sources import parse_sources
@@ -56,4 +64,9 @@ def run_ingest(data_root: Path, work: Path, sources: list[str], jobs: int = 1) -
     cfg.executor.workers = jobs
     run_pipeline(cfg, Path(work), only="ingest", log=lambda _: None)
     layout = Layout(work)
-    return [IngestResult.model_validate_json(layout.ingest_summary(s).read_text()) for s in cfg.sources]
+    return [
+        IngestResult.combine(
+            [IngestResult.model_validate_json(layout.ingest_summary(u).read_text()) for u in source_units(s)]
+        )
+        for s in cfg.sources
+    ]

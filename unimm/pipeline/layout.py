@@ -1,8 +1,9 @@
 """Every path of the work directory, in one place.
 
     config.json                         the pipeline config of the last run (secrets left out)
-    ingest/<source>.parquet             Annotation rows       ingest/<source>.images.parquet  ImageRef rows
-    ingest/<source>.json                what was read (files, rows per kind)
+    ingest/<unit>.parquet               Annotation rows       ingest/<source>.images.parquet  ImageRef rows
+    ingest/<unit>.json                  what was read (files, rows per kind); a unit is a source,
+                                        or `<source>.<part>` of one read in parts (VG's regions)
     merged/part-<pid>.parquet           MergedImage rows      merged/summary-<pid>.json
     generate/chats-<pid>.parquet        Chat rows             generate/failures-<pid>.parquet
     generate/cache/<pid>/               the partition's append-only response cache (resume)
@@ -18,7 +19,7 @@
     markers/<step>/<unit>.done.json     fingerprint + counts of every finished unit of work
 
 A partition id (`<pid>`) is the five-digit number of a merged partition; a source-scoped unit is
-the source's name; a corpus-wide unit is `corpus`.
+the source's name (or `<source>.<part>`); a corpus-wide unit is `corpus`.
 """
 
 from __future__ import annotations
@@ -52,14 +53,14 @@ class Layout:
         return self.root / step
 
     # -- ingest + merge ---------------------------------------------------------------------------
-    def ingest_table(self, source: str) -> Path:
-        return self.root / "ingest" / f"{source}.parquet"
+    def ingest_table(self, unit: str) -> Path:
+        return self.root / "ingest" / f"{unit}.parquet"
 
     def ingest_images(self, source: str) -> Path:
         return self.root / "ingest" / f"{source}.images.parquet"
 
-    def ingest_summary(self, source: str) -> Path:
-        return self.root / "ingest" / f"{source}.json"
+    def ingest_summary(self, unit: str) -> Path:
+        return self.root / "ingest" / f"{unit}.json"
 
     @property
     def merged_dir(self) -> Path:

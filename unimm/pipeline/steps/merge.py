@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from unimm.merge import MergeConfig, merge_partition, partition_count, partition_id
+from unimm.merge import MergeConfig, annotation_tables, merge_partition, partition_count, partition_id
 from unimm.pipeline.step import Context, Scope, Step, StepResult
 
 # Measured at full scale (19 partitions of ~9,500 images, 430k annotations each): ~0.5 GB peak
@@ -55,7 +55,8 @@ class MergeStep(Step):
         return [ctx.layout.merged_part(unit), ctx.layout.merged_summary(unit)]
 
     def _table_bytes(self, ctx: Context) -> int:
-        return sum(ctx.layout.ingest_table(s).stat().st_size for s in self.config(ctx).sources or [])
+        tables = [t for s in self.config(ctx).sources or [] for t in annotation_tables(ctx.layout, s)]
+        return sum(t.stat().st_size for t in tables)
 
     def worth_processes(self, ctx: Context, units: list[str]) -> bool:
         from unimm.pipeline.steps.ingest import PROCESS_MIN_BYTES
