@@ -44,7 +44,7 @@ def test_workers_that_run_several_units_keep_freed_pages_and_the_parent_is_resto
 
 
 @pytest.mark.usefixtures("clean_env")
-def test_a_fresh_process_per_unit_keeps_polars_default() -> None:
+def test_workers_of_uneven_units_keep_polars_default() -> None:
     with _child_env(2, keep_pages=False):
         assert os.environ["POLARS_MAX_THREADS"] == "2"
         conf = _child_conf()

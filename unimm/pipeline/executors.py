@@ -57,10 +57,9 @@ def run_task(ctx: Context, task: Task) -> list[Outcome] | TaskError:
 
 class Executor(Protocol):
     def run(
-        self, ctx: Context, tasks: list[Task], spread: bool = True, reuse: bool = False, uneven: bool = False
+        self, ctx: Context, tasks: list[Task], spread: bool = True, uneven: bool = False
     ) -> Iterator[list[Outcome] | TaskError]:
-        """Run every task (`spread`: worth spreading over processes; `reuse`: a worker process
-        may run several, as their units leave little memory behind; `uneven`: units differ
+        """Run every task (`spread`: worth spreading over processes; `uneven`: units differ
         several-fold in size, so the largest ends up running alone); yield each one's result as
         it finishes."""
         ...
@@ -76,9 +75,9 @@ def machine_workers() -> int:
 # polars' allocator (jemalloc) returns freed pages to the system within a second (polars writes
 # `dirty_decay_ms:500,muzzy_decay_ms:1000` into `_RJEM_MALLOC_CONF` on import), and the next
 # table faults them in again: merge spent 2.9 of its 18 CPU-s in the kernel on 1.4M page faults.
-# Workers that run several units keep freed pages 10 s: 1.4 CPU-s, 0.6M faults, ~60 MB more peak
-# per worker. A fresh process per unit (ingest) gains nothing from it but a higher peak (VG and
-# VQAv2 side by side: 2.85 -> 3.0 GB). jemalloc takes the last value of a repeated option and
+# Workers keep freed pages 10 s: 1.4 CPU-s, 0.6M faults, ~60 MB more peak per worker. Not when
+# units differ several-fold (ingest): the worker that ran VG's regions would hold their pages
+# while it goes on with small units (ingest peak 2.75 -> 3.13 GB). jemalloc takes the last value of a repeated option and
 # polars appends a user's own setting to its default, so a decay the user chose shows up twice.
 _DECAY = ("dirty_decay_ms", "muzzy_decay_ms")
 _KEEP_PAGES = ",".join(f"{name}:10000" for name in _DECAY)
@@ -120,7 +119,7 @@ class LocalExecutor:
         self.memory_budget = memory_budget
 
     def run(
-        self, ctx: Context, tasks: list[Task], spread: bool = True, reuse: bool = False, uneven: bool = False
+        self, ctx: Context, tasks: list[Task], spread: bool = True, uneven: bool = False
     ) -> Iterator[list[Outcome] | TaskError]:
         if self.workers <= 1 or len(tasks) <= 1 or not spread:
             for task in tasks:
@@ -138,13 +137,13 @@ class LocalExecutor:
         # (ingest: VG's table work then uses the core VQAv2 and COCO left idle, 13.4 -> 12.4 s;
         # even units would only contend for the cores).
         threads = machine_workers() if uneven else max(1, machine_workers() // workers)
-        # A fresh process per task returns a finished task's memory to the system, at ~0.5
-        # CPU-s of imports a task; units that leave little behind share their workers.
+        # A worker runs unit after unit: a unit leaves its memory to the allocators, which give
+        # it back (see _DECAY; a chain drops its partition's records, `handoff.forget`), and a
+        # fresh process per unit cost ~1 s of imports each (ingest: VG's parts and COCO waited
+        # ~3 s for them; the full-scale build's peak stayed at 3.0 GB with shared workers).
         with (
-            _child_env(threads, keep_pages=reuse),
-            ProcessPoolExecutor(
-                max_workers=workers, mp_context=pool_ctx, max_tasks_per_child=None if reuse else 1
-            ) as pool,
+            _child_env(threads, keep_pages=not uneven),
+            ProcessPoolExecutor(max_workers=workers, mp_context=pool_ctx) as pool,
         ):
             running: dict[Future, Task] = {}
             failed = False
@@ -179,7 +178,7 @@ class RayExecutor:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
     def run(
-        self, ctx: Context, tasks: list[Task], spread: bool = True, reuse: bool = False, uneven: bool = False
+        self, ctx: Context, tasks: list[Task], spread: bool = True, uneven: bool = False
     ) -> Iterator[list[Outcome] | TaskError]:
         ray = self.ray
         remote = ray.remote(run_task)

@@ -243,9 +243,8 @@ def run_pipeline(
         error = None
         first = BY_NAME[tasks[0].steps[0]] if tasks else None
         spread = first.worth_processes(ctx, [t.unit for t in tasks]) if first else False
-        reuse = all(BY_NAME[n].reuses_processes for t in tasks for n in t.steps)
         uneven = any(BY_NAME[n].uneven_units for t in tasks for n in t.steps)
-        for result in executor.run(ctx, tasks, spread, reuse, uneven):
+        for result in executor.run(ctx, tasks, spread, uneven):
             done_outcomes = result.outcomes if isinstance(result, TaskError) else result
             for o in done_outcomes:
                 outcomes[o.step].append(o)

@@ -111,7 +111,6 @@ class Step(abc.ABC):
     writes_rejects: ClassVar[bool] = False
     reads: ClassVar[str | None] = None  # the step whose dialogue tables this one reads
     ends_chain: ClassVar[bool] = False  # the next step of the same scope starts a new chain
-    reuses_processes: ClassVar[bool] = False  # its units leave little behind: workers run several
     uneven_units: ClassVar[bool] = False  # its units differ several-fold in size (see executors)
 
     def check(self, ctx: Context) -> None:

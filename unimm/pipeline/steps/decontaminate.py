@@ -16,7 +16,6 @@ from unimm.workdir import atomic_path
 
 class DecontaminateStep(Step):
     name = "decontaminate"
-    reuses_processes = True
     scope = Scope.PARTITION
     writes_rejects = True
     reads = "dedup"

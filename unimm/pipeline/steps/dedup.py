@@ -20,7 +20,6 @@ from unimm.workdir import write_parquet_atomic
 
 class DedupSignStep(Step):
     name = "dedup_sign"
-    reuses_processes = True
     scope = Scope.PARTITION
     reads = "filter"
 
@@ -72,7 +71,6 @@ class DedupJoinStep(Step):
 
 class DedupStep(Step):
     name = "dedup"
-    reuses_processes = True
     scope = Scope.PARTITION
     writes_rejects = True
 

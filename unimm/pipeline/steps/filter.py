@@ -14,7 +14,6 @@ from unimm.pipeline.tables import read_chats, write_chats
 
 class FilterStep(Step):
     name = "filter"
-    reuses_processes = True
     scope = Scope.PARTITION
     writes_rejects = True
     reads = "generate"

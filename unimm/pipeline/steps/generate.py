@@ -53,10 +53,6 @@ def record_budgets(ctx: Context, pids: list[str]) -> dict[str, int]:
 
 class GenerateStep(Step):
     name = "generate"
-    # A chain frees its partition's records and dialogues when it ends (unimm.handoff.forget), so
-    # its worker can run the next: ~0.5 CPU-s of imports saved per partition, and the full-scale
-    # build's peak stayed at 3.0 GB.
-    reuses_processes = True
     scope = Scope.PARTITION
 
     def config(self, ctx: Context) -> GenerateConfig:

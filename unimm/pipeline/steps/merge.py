@@ -34,7 +34,6 @@ class MergeStep(Step):
     # generate plans its units (and --limit budgets) from the partitions merge wrote: it starts
     # its own chain instead of joining merge's.
     ends_chain: ClassVar[bool] = True
-    reuses_processes: ClassVar[bool] = True
 
     def config(self, ctx: Context) -> MergeConfig:
         return ctx.cfg.merge.model_copy(update={"sources": ctx.cfg.merge.sources or ctx.cfg.sources})
