@@ -47,7 +47,7 @@ def stage_figures(
 ) -> list[tuple[str, float, float]]:
     """(step/unit, seconds, peak GB) per unit marker, in the order the units finished (seconds:
     since the unit before finished; partitions run in parallel chains, so a row is the time the
-    build waited for that unit); ingest's per-source markers are one row."""
+    build waited for that unit); ingest's markers (one per unit) are one row."""
     markers = sorted(
         (p.stat().st_mtime, f"{p.parent.name}/{p.name.removesuffix('.done.json')}")
         for p in (work / "markers").glob("*/*.done.json")
