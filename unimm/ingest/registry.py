@@ -1,4 +1,5 @@
-"""Name -> ingester object, the units of work of each source, and the up-front check that every requested source has its files."""
+"""Name -> ingester object, the units of work of each source, and the up-front check that every
+requested source has its files."""
 
 from __future__ import annotations
 

@@ -77,8 +77,9 @@ def machine_workers() -> int:
 # table faults them in again: merge spent 2.9 of its 18 CPU-s in the kernel on 1.4M page faults.
 # Workers keep freed pages 10 s: 1.4 CPU-s, 0.6M faults, ~60 MB more peak per worker. Not when
 # units differ several-fold (ingest): the worker that ran VG's regions would hold their pages
-# while it goes on with small units (ingest peak 2.75 -> 3.13 GB). jemalloc takes the last value of a repeated option and
-# polars appends a user's own setting to its default, so a decay the user chose shows up twice.
+# while it goes on with small units (ingest peak 2.75 -> 3.13 GB). jemalloc takes the last value
+# of a repeated option and polars appends a user's own setting to its default, so a decay the
+# user chose shows up twice.
 _DECAY = ("dirty_decay_ms", "muzzy_decay_ms")
 _KEEP_PAGES = ",".join(f"{name}:10000" for name in _DECAY)
 
