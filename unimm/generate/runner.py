@@ -24,7 +24,7 @@ from unimm.generate.prompts import PromptSet, canonical_json, prompt_set_for, re
 from unimm.generate.render import render_record
 from unimm.generate.template import TEMPLATE_VERSION, template_dialogue, template_fingerprint
 from unimm.generate.vision import Missing, image_root_for, locate_pictures, vision_messages
-from unimm.schema import Chat, DialogueResponse, GenerationFailure, GeneratorInfo, MergedImage, Turn
+from unimm.schema import Chat, DialogueResponse, GenerationFailure, GeneratorInfo, MergedImage
 from unimm.structs import record_json
 
 
@@ -83,17 +83,22 @@ def preferred_file(record: MergedImage) -> str | None:
 
 def build_chat(record: MergedImage, dialogue: DialogueResponse, info: GeneratorInfo) -> Chat:
     """A Chat from a validated dialogue: alternating user/assistant turns, no image placeholder."""
-    turns: list[Turn] = []
-    for t in dialogue.turns:
-        turns.append(Turn(role="user", content=t.question.strip()))
-        turns.append(Turn(role="assistant", content=t.answer.strip()))
-    return Chat(
-        id=record.image_key,
-        image_key=record.image_key,
-        image_file=preferred_file(record),
-        turns=turns,
-        sources=list(record.sources),
-        generator=info,
+    turns = [
+        {"role": role, "content": text.strip()}
+        for t in dialogue.turns
+        for role, text in (("user", t.question), ("assistant", t.answer))
+    ]
+    # One validation of the whole tree: a Turn model built per turn cost 3 us each, 1 CPU-s a
+    # partition of the template build.
+    return Chat.model_validate(
+        {
+            "id": record.image_key,
+            "image_key": record.image_key,
+            "image_file": preferred_file(record),
+            "turns": turns,
+            "sources": list(record.sources),
+            "generator": info,
+        }
     )
 
 

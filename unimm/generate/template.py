@@ -15,7 +15,7 @@ import itertools
 
 from unimm.generate.prompts import canonical_json
 from unimm.generate.render import consensus_answer, format_box
-from unimm.schema import DialogueResponse, DialogueTurn, MergedImage
+from unimm.schema import DialogueResponse, MergedImage
 
 TEMPLATE_VERSION = "template-2"
 SHORT_ANSWER = "Answer the question using a single word or phrase."
@@ -57,29 +57,30 @@ def template_dialogue(record: MergedImage, max_turns: int) -> DialogueResponse |
     last; the caption turn always stays.
     """
     h = _key_hash(record.image_key)
-    describe: list[DialogueTurn] = []
+    describe: list[dict[str, str]] = []
     captions = [c.text for c in record.captions] or [_sentence(d.caption) for d in record.dialogs]
     if captions:
         caption = captions[h % len(captions)]
         prompt = DESCRIBE_PROMPTS[(h >> 16) % len(DESCRIBE_PROMPTS)]
-        describe.append(DialogueTurn(question=prompt, answer=caption))
+        describe.append({"question": prompt, "answer": caption})
     room = max_turns - len(describe)
     rounds = (r for d in record.dialogs for r in d.rounds if r.answer)
     conversation = [
-        DialogueTurn(question=_sentence(r.question), answer=_sentence(r.answer or ""))
+        {"question": _sentence(r.question), "answer": _sentence(r.answer or "")}
         for r in itertools.islice(rounds, max(room, 0))
     ]
     room -= len(conversation)
     # Only the turns that fit are built: a VG image has hundreds of regions, a dialogue a few.
     answered = ((qa, consensus_answer(qa)) for qa in record.qas)
     qas = [
-        DialogueTurn(question=f"{qa.question}\n{SHORT_ANSWER}", answer=answer)
+        {"question": f"{qa.question}\n{SHORT_ANSWER}", "answer": answer}
         for qa, answer in itertools.islice(((q, a) for q, a in answered if a), max(room, 0))
     ]
     boxed = ((r, format_box(r.bbox)) for r in record.regions)
     regions = [
-        DialogueTurn(question=REGION_PROMPT.format(box=box), answer=r.text)
+        {"question": REGION_PROMPT.format(box=box), "answer": r.text}
         for r, box in itertools.islice(((r, b) for r, b in boxed if b), max(room - len(qas), 0))
     ]
     turns = describe + conversation + qas + regions
-    return DialogueResponse(turns=turns) if turns else None
+    # validated as one tree (as an LLM's answer is), not turn by turn
+    return DialogueResponse.model_validate({"turns": turns}) if turns else None
