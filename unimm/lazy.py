@@ -14,8 +14,10 @@ import sys
 from collections.abc import Callable
 
 
-def exports(package: str, owners: dict[str, str]) -> Callable[[str], object]:
-    """The `__getattr__` of `package` for the names in `owners` (name -> owning module)."""
+def exports(package: str, modules: dict[str, list[str]]) -> tuple[list[str], Callable[[str], object]]:
+    """`__all__` and `__getattr__` of `package`, whose public names are those of `modules`
+    (owning module -> the names it defines)."""
+    owners = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> object:
         if name not in owners:
@@ -24,4 +26,4 @@ def exports(package: str, owners: dict[str, str]) -> Callable[[str], object]:
         setattr(sys.modules[package], name, value)  # later lookups skip this function
         return value
 
-    return __getattr__
+    return list(owners), __getattr__

@@ -18,13 +18,10 @@ question and its image are read), so an evaluation file is read exactly as a tra
 
 from unimm.lazy import exports
 
-_OWNERS = {
-    "DecontamConfig": "unimm.decontam.config",
-    "EvalFile": "unimm.decontam.config",
-    "DecontamReport": "unimm.decontam.core",
-    "DecontamResult": "unimm.decontam.core",
-    "decontaminate": "unimm.decontam.core",
-    "load_eval_file": "unimm.decontam.core",
-}
-__all__ = list(_OWNERS)
-__getattr__ = exports(__name__, _OWNERS)
+__all__, __getattr__ = exports(
+    __name__,
+    {
+        "unimm.decontam.config": ["DecontamConfig", "EvalFile"],
+        "unimm.decontam.core": ["DecontamReport", "DecontamResult", "decontaminate", "load_eval_file"],
+    },
+)

@@ -2,19 +2,21 @@
 
 from unimm.lazy import exports
 
-_OWNERS = {
-    "DedupConfig": "unimm.dedup.config",
-    "DedupResult": "unimm.dedup.core",
-    "LocalPass": "unimm.dedup.core",
-    "apply_duplicates": "unimm.dedup.core",
-    "corpus_duplicates": "unimm.dedup.core",
-    "dedup_chats": "unimm.dedup.core",
-    "dialogue_hash": "unimm.dedup.core",
-    "dialogue_text": "unimm.dedup.core",
-    "local_pass": "unimm.dedup.core",
-    "signature_frame": "unimm.dedup.core",
-    "near_duplicate_roots": "unimm.dedup.minhash",
-    "signatures": "unimm.dedup.minhash",
-}
-__all__ = list(_OWNERS)
-__getattr__ = exports(__name__, _OWNERS)
+__all__, __getattr__ = exports(
+    __name__,
+    {
+        "unimm.dedup.config": ["DedupConfig"],
+        "unimm.dedup.core": [
+            "DedupResult",
+            "LocalPass",
+            "apply_duplicates",
+            "corpus_duplicates",
+            "dedup_chats",
+            "dialogue_hash",
+            "dialogue_text",
+            "local_pass",
+            "signature_frame",
+        ],
+        "unimm.dedup.minhash": ["near_duplicate_roots", "signatures"],
+    },
+)

@@ -6,13 +6,11 @@
 
 from unimm.lazy import exports
 
-_OWNERS = {
-    "FilterConfig": "unimm.filter.config",
-    "FilterResult": "unimm.filter.core",
-    "chat_reasons": "unimm.filter.core",
-    "filter_chats": "unimm.filter.core",
-    "count_reasons": "unimm.filter.reasons",
-    "reason_code": "unimm.filter.reasons",
-}
-__all__ = list(_OWNERS)
-__getattr__ = exports(__name__, _OWNERS)
+__all__, __getattr__ = exports(
+    __name__,
+    {
+        "unimm.filter.config": ["FilterConfig"],
+        "unimm.filter.core": ["FilterResult", "chat_reasons", "filter_chats"],
+        "unimm.filter.reasons": ["count_reasons", "reason_code"],
+    },
+)

@@ -7,12 +7,11 @@ Public entry points for the CLI and the build orchestrator:
 
 from unimm.lazy import exports
 
-_OWNERS = {
-    "GenerateConfig": "unimm.generate.config",
-    "prompt_fingerprint": "unimm.generate.prompts",
-    "GenerateResult": "unimm.generate.runner",
-    "GenerateSummary": "unimm.generate.runner",
-    "generate_chats": "unimm.generate.runner",
-}
-__all__ = list(_OWNERS)
-__getattr__ = exports(__name__, _OWNERS)
+__all__, __getattr__ = exports(
+    __name__,
+    {
+        "unimm.generate.config": ["GenerateConfig"],
+        "unimm.generate.prompts": ["prompt_fingerprint"],
+        "unimm.generate.runner": ["GenerateResult", "GenerateSummary", "generate_chats"],
+    },
+)

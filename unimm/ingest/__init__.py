@@ -7,15 +7,11 @@ runner. Decoding uses typed msgspec Structs and column building; see each module
 
 from unimm.lazy import exports
 
-_OWNERS = {
-    "Ingester": "unimm.ingest.base",
-    "IngestResult": "unimm.ingest.base",
-    "SourceTables": "unimm.ingest.base",
-    "INGESTERS": "unimm.ingest.registry",
-    "check_inputs": "unimm.ingest.registry",
-    "present_sources": "unimm.ingest.registry",
-    "ingest_unit": "unimm.ingest.runner",
-    "run_ingest": "unimm.ingest.runner",
-}
-__all__ = list(_OWNERS)
-__getattr__ = exports(__name__, _OWNERS)
+__all__, __getattr__ = exports(
+    __name__,
+    {
+        "unimm.ingest.base": ["Ingester", "IngestResult", "SourceTables"],
+        "unimm.ingest.registry": ["INGESTERS", "check_inputs", "present_sources"],
+        "unimm.ingest.runner": ["ingest_unit", "run_ingest"],
+    },
+)
