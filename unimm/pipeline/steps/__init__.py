@@ -1,4 +1,7 @@
-"""The pipeline's steps, in order. Each module holds one step (see unimm.pipeline.step)."""
+"""The pipeline's steps, in order. Each module holds one step (see unimm.pipeline.step).
+
+A step module imports its stage's code inside the methods that run it: every process imports
+all steps to plan, and a worker then imports only what its own step runs."""
 
 from __future__ import annotations
 
