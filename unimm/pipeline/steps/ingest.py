@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unimm import __version__
-from unimm.ingest import INGESTERS, check_inputs, ingest_unit
+from unimm.ingest import INGESTERS, IngestResult, check_inputs, ingest_unit
 from unimm.ingest.registry import source_units, split_unit
 from unimm.ingest.runner import estimated_peak, input_bytes
 from unimm.ingest.tablefile import table_mark
@@ -35,13 +35,14 @@ class IngestStep(Step):
         root = ctx.cfg.data_root
         source, part = split_unit(unit)
         files = [root / f.path for f in INGESTERS[source].unit_files(root, part)]
-        # The table schema and format and the partition hash are part of the key: a unimm that
-        # ingests more fields, writes another format or sorts by another hash, must not reuse
-        # tables written without them.
+        # The table schema and format, the partition hash and the summary's fields are part of
+        # the key: a unimm that ingests more fields, writes another format, sorts by another hash
+        # or reads other summaries must not reuse outputs written without them.
         return [
             __version__,
             table_mark(INGEST_ANNOTATION_SCHEMA),
             code_fingerprint("unimm.keys"),
+            IngestResult.model_json_schema(),
             files_fingerprint(files),
         ]
 
