@@ -347,6 +347,19 @@ def summarise(df: pl.DataFrame) -> tuple[dict[int, int], list[Combination], int]
 def merged_sources(work: Path, cfg: MergeConfig) -> list[str]:
     """The sources to merge, checked: known, ingested by this unimm, and covering `require`."""
     lay = Layout(work)
+    sources = _chosen_sources(lay, cfg)
+    for s in sources:
+        for path in (*annotation_tables(lay, s), lay.ingest_images(s)):
+            if not path.exists():
+                raise MissingStageOutputError(path, f"unimm ingest --sources {s}")
+        for table in annotation_tables(lay, s):
+            check_ingest_table(table, INGEST_ANNOTATION_SCHEMA, s)
+        check_ingest_table(lay.ingest_images(s), INGEST_IMAGE_SCHEMA, s)
+    return sources
+
+
+def _chosen_sources(lay: Layout, cfg: MergeConfig) -> list[str]:
+    """The sources `cfg` names (default: every ingested one), known and covering `require`."""
     available = [s for s in SOURCE_SPECS if lay.ingest_table(s).exists()]
     sources = list(cfg.sources) if cfg.sources else available
     if not sources:
@@ -359,13 +372,6 @@ def merged_sources(work: Path, cfg: MergeConfig) -> list[str]:
         raise ConfigError(
             f"--require {','.join(not_merged)} is not among the merged sources {','.join(sources)}"
         )
-    for s in sources:
-        for path in (*annotation_tables(lay, s), lay.ingest_images(s)):
-            if not path.exists():
-                raise MissingStageOutputError(path, f"unimm ingest --sources {s}")
-        for table in annotation_tables(lay, s):
-            check_ingest_table(table, INGEST_ANNOTATION_SCHEMA, s)
-        check_ingest_table(lay.ingest_images(s), INGEST_IMAGE_SCHEMA, s)
     return sources
 
 
@@ -400,7 +406,10 @@ def partition_id(partition: int) -> str:
 def merge_partition(work: Path, cfg: MergeConfig, partition: int, partitions: int) -> MergeSummary:
     """Merge one partition of `partitions`: write its records and its summary (each atomically)
     and remove partitions of an earlier, larger count."""
-    sources = merged_sources(work, cfg)
+    # The tables were checked when the partitions were counted (partition_count), and each one's
+    # mark is checked again as its range is read: checking them here read every table's
+    # metadata once more per partition (~1.6 ms of ~0.77 s: a tidy-up, not a speed-up).
+    sources = _chosen_sources(Layout(work), cfg)
     df, counts_in, orphans = build_merged(work, sources, partition_range(partition, partitions))
     by_n, combos, three = summarise(df)
     keep = pl.col("sources").list.len() >= cfg.min_sources
