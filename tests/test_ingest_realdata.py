@@ -12,7 +12,7 @@ import pytest
 from tests.merge_helpers import source_annotations
 from unimm.ingest import run_ingest
 from unimm.ingest.tablefile import read_ingest_table
-from unimm.keys import PARTITION_HASH
+from unimm.keys import IMAGE_NUMBER, PARTITION_HASH
 from unimm.merge import annotation_tables
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, Answer, ImageRef
@@ -67,9 +67,9 @@ def test_vg_tables_do_not_depend_on_the_decode_chunk(
 
 @pytest.mark.parametrize("source", ["coco", "vg"])
 def test_rows_carry_the_partition_hash_of_their_image_in_hash_order(work: Path, source: str) -> None:
-    """VG rows take the hash from their image (computed once per image): it must be the hash of
-    the row's own key, and each run of the table sorted by it."""
-    from unimm.keys import partition_hash_expr
+    """VG rows take the hash and the image number from their image (computed once per image):
+    they must be those of the row's own key, and each run of the table sorted by the hash."""
+    from unimm.keys import IMAGE_NUMBER, image_number_expr, partition_hash_expr
 
     for table, schema in (
         (Layout(work).ingest_table(source), INGEST_ANNOTATION_SCHEMA),
@@ -79,6 +79,8 @@ def test_rows_carry_the_partition_hash_of_their_image_in_hash_order(work: Path, 
         assert df.height and df[PARTITION_HASH].equals(
             df.select(partition_hash_expr().alias(PARTITION_HASH))[PARTITION_HASH]
         )
+        if IMAGE_NUMBER in schema:
+            assert df[IMAGE_NUMBER].equals(df.select(image_number_expr().alias(IMAGE_NUMBER))[IMAGE_NUMBER])
         # one run per file an ingester reads: a split's file of one kind
         run_keys = ["split", "kind"] if "kind" in df.columns else ["split"]
         runs = df.group_by(run_keys, maintain_order=True).agg(pl.col(PARTITION_HASH))
@@ -150,7 +152,7 @@ def test_coco_image_refs(work: Path) -> None:
 
 
 def test_vg_real_records(work: Path) -> None:
-    df = source_annotations(work, "vg").drop(PARTITION_HASH)
+    df = source_annotations(work, "vg").drop(PARTITION_HASH, IMAGE_NUMBER)
     rows = {(r["kind"], r["source_id"]): r for r in df.iter_rows(named=True)}
     qa = Annotation.model_validate(rows[("qa", "986768")])
     assert qa.text == "What color is the clock?" and qa.answer == "Green"
@@ -223,7 +225,7 @@ def test_real_records_merge_with_their_grounding_fields(work: Path) -> None:
 
 def test_sample_rows_validate_against_the_models(work: Path) -> None:
     for source in ("coco", "vg"):
-        df = source_annotations(work, source).drop(PARTITION_HASH)
+        df = source_annotations(work, source).drop(PARTITION_HASH, IMAGE_NUMBER)
         for row in df.sample(n=min(200, df.height), seed=7).iter_rows(named=True):
             Annotation.model_validate(row)
         for row in (

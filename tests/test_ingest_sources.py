@@ -10,7 +10,7 @@ import pytest
 from tests.merge_helpers import source_annotations
 from unimm.ingest import INGESTERS, check_inputs, run_ingest
 from unimm.ingest.tablefile import read_ingest_table
-from unimm.keys import PARTITION_HASH, partition_hash
+from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number, partition_hash
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, Answer, ImageRef
 from unimm.tables import INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA
@@ -31,7 +31,8 @@ def rows(work: Path, source: str) -> list[Annotation]:
     assert df[PARTITION_HASH].to_list() == [partition_hash(k) for k in df["image_key"]]
     # sorted runs (one per file and kind) that merge's partitions read by row-group statistics
     assert (df[PARTITION_HASH].diff() < 0).sum() < 10
-    return [Annotation.model_validate(r) for r in df.drop(PARTITION_HASH).iter_rows(named=True)]
+    assert df[IMAGE_NUMBER].to_list() == [image_number(k) for k in df["image_key"]]
+    return [Annotation.model_validate(r) for r in df.drop(PARTITION_HASH, IMAGE_NUMBER).iter_rows(named=True)]
 
 
 def refs(work: Path, source: str) -> list[ImageRef]:

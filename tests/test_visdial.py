@@ -20,7 +20,7 @@ from unimm.generate.template import DESCRIBE_PROMPTS, SHORT_ANSWER
 from unimm.grounding import ground_turns
 from unimm.ingest import check_inputs, run_ingest
 from unimm.ingest.tablefile import read_ingest_table
-from unimm.keys import PARTITION_HASH, partition_hash
+from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number, partition_hash
 from unimm.merge import MergeConfig, merge, merged_parts, read_partition
 from unimm.pipeline.layout import Layout
 from unimm.schema import Annotation, DialogRound, ImageRef, MergedImage, Turn
@@ -55,9 +55,12 @@ def dialogs(work: Path) -> dict[str, Annotation]:
     df = read_ingest_table(Layout(work).ingest_table("visdial"), INGEST_ANNOTATION_SCHEMA)
     assert df.schema == INGEST_ANNOTATION_SCHEMA
     assert df[PARTITION_HASH].to_list() == [partition_hash(k) for k in df["image_key"]]
+    assert df[IMAGE_NUMBER].to_list() == [image_number(k) for k in df["image_key"]]
     return {
         a.image_key: a
-        for a in (Annotation.model_validate(r) for r in df.drop(PARTITION_HASH).iter_rows(named=True))
+        for a in (
+            Annotation.model_validate(r) for r in df.drop(PARTITION_HASH, IMAGE_NUMBER).iter_rows(named=True)
+        )
     }
 
 

@@ -35,7 +35,7 @@ from unimm.errors import ConfigError, InputError, MissingStageOutputError
 from unimm.gcpolicy import bulk_parse
 from unimm.ingest.registry import source_units
 from unimm.ingest.tablefile import check_ingest_table, read_ingest_range, scan_ingest_table
-from unimm.keys import IMAGES_PER_PARTITION, PARTITION_HASH, image_number_expr, partition_range
+from unimm.keys import IMAGE_NUMBER, IMAGES_PER_PARTITION, PARTITION_HASH, partition_range
 from unimm.pipeline.layout import Layout
 from unimm.schema import KINDS, SOURCES, ImageFile, MergedImage
 from unimm.sources import SOURCE_SPECS
@@ -161,9 +161,7 @@ def _load(work: Path, sources: list[str], hashes: tuple[int, int]) -> tuple[pl.L
     lay = Layout(work)
     ann = pl.concat(
         [
-            read(table, s, INGEST_ANNOTATION_SCHEMA)
-            .drop("split")
-            .with_columns(image_number_expr().alias("_img"))
+            read(table, s, INGEST_ANNOTATION_SCHEMA).drop("split").rename({IMAGE_NUMBER: "_img"})
             for s in sources
             for table in annotation_tables(lay, s)
         ],

@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import BaseModel, TypeAdapter
 
 from unimm.gcpolicy import bulk_parse
-from unimm.keys import PARTITION_HASH
+from unimm.keys import IMAGE_NUMBER, PARTITION_HASH
 from unimm.schema import (
     Annotation,
     Answer,
@@ -65,8 +65,11 @@ ANSWER_DTYPE = polars_dtype(Answer)
 ANNOTATION_SCHEMA = table_schema(Annotation)  # an ingester's rows
 IMAGE_REF_SCHEMA = table_schema(ImageRef)
 # work/ingest/<source>.parquet and .images.parquet: those rows plus the partition hash of their
-# image, which the tables are sorted by (merge reads one partition's range of it)
-INGEST_ANNOTATION_SCHEMA = pl.Schema({**ANNOTATION_SCHEMA, PARTITION_HASH: pl.UInt32()})
+# image, which the tables are sorted by (merge reads one partition's range of it), and for
+# annotations the image's number, which merge groups them by
+INGEST_ANNOTATION_SCHEMA = pl.Schema(
+    {**ANNOTATION_SCHEMA, PARTITION_HASH: pl.UInt32(), IMAGE_NUMBER: pl.Int64()}
+)
 INGEST_IMAGE_SCHEMA = pl.Schema({**IMAGE_REF_SCHEMA, PARTITION_HASH: pl.UInt32()})
 MERGED_IMAGE_SCHEMA = table_schema(MergedImage)  # work/merged/part-*.parquet
 CHAT_SCHEMA = table_schema(Chat)  # chats: generation output, filter input

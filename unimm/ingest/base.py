@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from unimm.keys import PARTITION_HASH, partition_hash_expr
+from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr
 from unimm.sources import EXPECTED_FILES, ExpectedFile
 from unimm.tables import ANNOTATION_SCHEMA, INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA, conform
 
@@ -220,8 +220,11 @@ def by_partition_hash(df: pl.DataFrame) -> pl.DataFrame:
     the ingester built are moved: a gathered list-of-struct column also writes 10x slower."""
     if "image_key" not in df.columns:
         return df
-    if PARTITION_HASH not in df.columns:  # an ingester may take it from its images table
-        df = df.with_columns(partition_hash_expr().alias(PARTITION_HASH))
+    # an ingester may take both from its images table
+    if IMAGE_NUMBER not in df.columns:
+        df = df.with_columns(image_number_expr().alias(IMAGE_NUMBER))
+    if PARTITION_HASH not in df.columns:
+        df = df.with_columns(number_hash_expr(pl.col(IMAGE_NUMBER)).alias(PARTITION_HASH))
     return df.sort(PARTITION_HASH, maintain_order=True)
 
 

@@ -44,12 +44,12 @@ from unimm.ingest.base import (
     utf8_lists,
 )
 from unimm.ingest.jsonio import decode_array, decode_file
-from unimm.keys import PARTITION_HASH, partition_hash_expr, vg_key_expr
+from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr, vg_key_expr
 
 CHUNK_IMAGES = 10_000
-# What a row takes from its image, the partition hash included: computed once per image rather
-# than once for each of VG's 6.8M rows (0.4 CPU-s).
-_IMAGE_COLUMNS = ["vg_id", "image_key", PARTITION_HASH, "width", "height"]
+# What a row takes from its image, the partition hash and image number included: computed once
+# per image rather than once for each of VG's 6.8M rows (0.4 CPU-s).
+_IMAGE_COLUMNS = ["vg_id", "image_key", PARTITION_HASH, IMAGE_NUMBER, "width", "height"]
 
 
 class VgImage(msgspec.Struct, gc=False):
@@ -250,20 +250,24 @@ class VgIngester(Ingester):
                 field="image_id",
             )
         folder = pl.col("url").str.extract(r"/(VG_100K(?:_2)?)/[^/]*$", 1)
-        return df.select(
-            vg_key_expr("vg_id", "coco_id").alias("image_key"),
-            "vg_id",
-            "coco_id",
-            "width",
-            "height",
-            (
-                pl.lit("vg/")
-                + pl.coalesce(folder, pl.lit("VG_100K"))
-                + pl.lit("/")
-                + pl.col("vg_id").cast(pl.Utf8)
-                + pl.lit(".jpg")
-            ).alias("file_name"),
-        ).with_columns(partition_hash_expr().alias(PARTITION_HASH))
+        return (
+            df.select(
+                vg_key_expr("vg_id", "coco_id").alias("image_key"),
+                "vg_id",
+                "coco_id",
+                "width",
+                "height",
+                (
+                    pl.lit("vg/")
+                    + pl.coalesce(folder, pl.lit("VG_100K"))
+                    + pl.lit("/")
+                    + pl.col("vg_id").cast(pl.Utf8)
+                    + pl.lit(".jpg")
+                ).alias("file_name"),
+            )
+            .with_columns(image_number_expr().alias(IMAGE_NUMBER))
+            .with_columns(number_hash_expr(pl.col(IMAGE_NUMBER)).alias(PARTITION_HASH))
+        )
 
     def _check_images(self, raw: pl.DataFrame, images: pl.DataFrame, path: Path, field: str) -> None:
         """An image id absent from image_data is an error naming the first such record."""
@@ -313,6 +317,7 @@ class VgIngester(Ingester):
             return self._attach(raw, images, path).select(
                 "image_key",
                 PARTITION_HASH,
+                IMAGE_NUMBER,
                 pl.lit(self.name).alias("source"),
                 pl.lit("all").alias("split"),
                 pl.lit("region").alias("kind"),
@@ -345,6 +350,7 @@ class VgIngester(Ingester):
         return raw.with_columns(answer.alias("answer")).select(
             "image_key",
             PARTITION_HASH,
+            IMAGE_NUMBER,
             pl.lit(self.name).alias("source"),
             pl.lit("all").alias("split"),
             pl.lit("qa").alias("kind"),
@@ -383,6 +389,7 @@ class VgIngester(Ingester):
         ).select(
             "image_key",
             PARTITION_HASH,
+            IMAGE_NUMBER,
             pl.lit(self.name).alias("source"),
             pl.lit("all").alias("split"),
             pl.lit("object").alias("kind"),
