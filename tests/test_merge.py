@@ -102,6 +102,7 @@ def work(tmp_path: Path) -> Path:
             ),
             _ann(K1, "aokvqa", "rationale", "a1#0", "The ball is a football.", parent_id="a1"),
             _ann(K1, "aokvqa", "rationale", "a1#1", "Soccer is played with it.", parent_id="a1"),
+            _ann(K1, "aokvqa", "rationale", "a9#0", "Its question is not here.", parent_id="a9"),
         ],
         [_img(K1, "aokvqa", coco_id=9)],
     )
@@ -155,6 +156,8 @@ def test_groups_by_image_and_keeps_every_provenance(work: Path):
     assert summary.duplicates_collapsed == {"caption": 2, "qa": 1, "region": 0, "object": 0, "dialog": 0}
     assert summary.by_source_count == {1: 2, 4: 1}
     assert summary.images_with_3plus_kinds == 1
+    assert summary.orphan_rationales == 1  # counted, attached to no question
+    assert all("Its question is not here." not in q.rationales for q in r.qas)
     assert read_summary(work) == summary
 
 

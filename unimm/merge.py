@@ -208,19 +208,40 @@ def build_merged(
     # A partition's rows are read once: each query below would otherwise scan them again.
     ann, imgs = (frame.collect(engine=_ENGINE).lazy() for frame in _load(work, sources, hashes))
 
+    counts_df = ann.group_by("kind").len().collect(engine=_ENGINE)
+    counts = dict(zip(counts_df["kind"].to_list(), counts_df["len"].to_list(), strict=True))
     captions = _collapse(ann, "caption", [], [pl.col("text").first()])
-    rationales = (
-        ann.filter(pl.col("kind") == "rationale")
-        .group_by(["source", "parent_id"], maintain_order=True)
-        .agg(pl.col("text").alias("rationales"))
-    )
-    qa_rows = ann.filter(pl.col("kind") == "qa").join(
-        rationales,
-        left_on=["source", "source_id"],
-        right_on=["source", "parent_id"],
-        how="left",
-        maintain_order="left",
-    )
+    qa_rows = ann.filter(pl.col("kind") == "qa")
+    orphans = 0
+    # Only A-OKVQA gives rationales: without any, the join and the orphan count are skipped
+    # (~30 ms of a ~0.45 CPU-s partition of COCO, VQAv2 and VG).
+    if counts.get("rationale"):
+        rationales = (
+            ann.filter(pl.col("kind") == "rationale")
+            .group_by(["source", "parent_id"], maintain_order=True)
+            .agg(pl.col("text").alias("rationales"))
+        )
+        qa_rows = qa_rows.join(
+            rationales,
+            left_on=["source", "source_id"],
+            right_on=["source", "parent_id"],
+            how="left",
+            maintain_order="left",
+        )
+        orphans = (
+            ann.filter(pl.col("kind") == "rationale")
+            .join(
+                ann.filter(pl.col("kind") == "qa"),
+                left_on=["source", "parent_id"],
+                right_on=["source", "source_id"],
+                how="anti",
+            )
+            .select(pl.len())
+            .collect(engine=_ENGINE)
+            .item()
+        )
+    else:
+        qa_rows = qa_rows.with_columns(pl.lit(None, dtype=pl.List(pl.Utf8)).alias("rationales"))
     qas = _collapse(
         qa_rows,
         "qa",
@@ -296,20 +317,6 @@ def build_merged(
         merged.with_columns(**empty)
         .select(list(MERGED_IMAGE_SCHEMA))  # MergedImage's columns, in its field order
         .collect(engine=_ENGINE)
-    )
-    counts_df = ann.group_by("kind").len().collect(engine=_ENGINE)
-    counts = dict(zip(counts_df["kind"].to_list(), counts_df["len"].to_list(), strict=True))
-    orphans = (
-        ann.filter(pl.col("kind") == "rationale")
-        .join(
-            ann.filter(pl.col("kind") == "qa"),
-            left_on=["source", "parent_id"],
-            right_on=["source", "source_id"],
-            how="anti",
-        )
-        .select(pl.len())
-        .collect(engine=_ENGINE)
-        .item()
     )
     return df, counts, orphans
 
