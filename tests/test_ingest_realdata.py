@@ -65,6 +65,36 @@ def test_vg_tables_do_not_depend_on_the_decode_chunk(
         assert pl.read_parquet(other / table.relative_to(work)).equals(pl.read_parquet(table)), table.name
 
 
+def test_vg_tables_do_not_depend_on_the_order_of_the_images(
+    work: Path, realdata: Path, tmp_path: Path
+) -> None:
+    """Regions and QAs are decoded in the hash order of image_data's images, which the official
+    files list in the same order: files listing their images in another order (here: reversed)
+    are sorted instead, into the very same tables."""
+    root = data_root(realdata, tmp_path)
+    for name in ("region_descriptions", "question_answers"):
+        path = root / "vg" / f"{name}.json"
+        items = json.loads(path.read_text())
+        path.unlink()
+        path.write_text(json.dumps(items[::-1]))
+    other = tmp_path / "work"
+    run_ingest(root, other, ["vg"], jobs=1)
+    for table in annotation_tables(Layout(work), "vg"):
+        assert pl.read_parquet(other / table.relative_to(work)).equals(pl.read_parquet(table)), table.name
+
+
+def test_rows_decoded_out_of_order_are_put_in_hash_then_file_order() -> None:
+    """Equal hashes (one image listed twice, or two images whose hashes collide) keep file order."""
+    from unimm.ingest.vg import _in_hash_order
+
+    rows = pl.DataFrame({PARTITION_HASH: [5, 5, 7, 2], "_rec": [3, 1, 0, 9], "text": ["a", "b", "c", "d"]})
+    assert _in_hash_order(rows)["text"].to_list() == ["d", "b", "a", "c"]
+    ties = pl.DataFrame({PARTITION_HASH: [2, 5, 5, 7], "_rec": [9, 3, 1, 0], "text": ["d", "a", "b", "c"]})
+    assert _in_hash_order(ties)["text"].to_list() == ["d", "b", "a", "c"]
+    ordered = pl.DataFrame({PARTITION_HASH: [2, 5, 5, 7], "_rec": [9, 1, 3, 0], "text": ["d", "b", "a", "c"]})
+    assert _in_hash_order(ordered).equals(ordered.drop("_rec"))
+
+
 @pytest.mark.parametrize("source", ["coco", "vg"])
 def test_rows_carry_the_partition_hash_of_their_image_in_hash_order(work: Path, source: str) -> None:
     """VG rows take the hash and the image number from their image (computed once per image):

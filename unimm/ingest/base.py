@@ -225,6 +225,8 @@ def by_partition_hash(df: pl.DataFrame) -> pl.DataFrame:
         df = df.with_columns(image_number_expr().alias(IMAGE_NUMBER))
     if PARTITION_HASH not in df.columns:
         df = df.with_columns(number_hash_expr(pl.col(IMAGE_NUMBER)).alias(PARTITION_HASH))
+    if df[PARTITION_HASH].is_sorted():  # e.g. VG's, decoded in hash order: no rows to move
+        return df
     return df.sort(PARTITION_HASH, maintain_order=True)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import mmap
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,23 +80,30 @@ def decode_file(path: Path, typ: type[T], display: str | None = None) -> T:
     return decode_bytes(read_file(path, name), typ, name)
 
 
-def decode_array(path: Path, item: type[T], chunk: int) -> Iterator[tuple[int, list[T]]]:
-    """Decode a file that is one JSON array, `chunk` items at a time: yields (index of the
-    chunk's first item, its items). The whole file is syntax-checked and split into raw items
-    (views into its bytes) first, so a broken file fails before anything is yielded; each chunk's
-    Structs exist only until the caller moves on. Errors are those of `decode_file`, with the
-    item's index in the record."""
+def decode_array(
+    path: Path, item: type[T], chunk: int, order: Callable[[int], Sequence[int] | None] | None = None
+) -> Iterator[tuple[Sequence[int], list[T]]]:
+    """Decode a file that is one JSON array, `chunk` items at a time: yields (the indexes of the
+    chunk's items in the array, its items). The whole file is syntax-checked and split into raw
+    items (views into its bytes) first, so a broken file fails before anything is yielded; each
+    chunk's Structs exist only until the caller moves on. `order`, given the number of items,
+    may return the order to decode them in (a permutation of their indexes); default: as listed.
+    Errors are those of `decode_file`, with the item's index in the record."""
     name = str(path)
     raws = decode_bytes(read_file(path, name), list[msgspec.Raw], name)
     dec = _decoder(item)
+    indexes = order(len(raws)) if order else None
+    if indexes is None:
+        indexes = range(len(raws))
     for start in range(0, len(raws), chunk):
+        picked = indexes[start : start + chunk]
         items = []
-        for i in range(start, min(start + chunk, len(raws))):
+        for i in picked:
             try:
                 items.append(dec.decode(raws[i]))
             except msgspec.ValidationError as e:
                 raise _validation_error(e, name, f"[{i}]") from None
-        yield start, items
+        yield picked, items
 
 
 def _validation_error(e: msgspec.ValidationError, name: str, at: str = "") -> InputError:
