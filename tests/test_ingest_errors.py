@@ -106,7 +106,7 @@ def test_errors_of_vg_items_decoded_one_chunk_at_a_time(
         f"[{last}]" + (f".{sub}" if sub else ""),
         field,
     )
-    # the regions are a unit of their own (VgIngester.parts): it published nothing
+    # the regions are a unit of their own (SourceSpec.parts): it published nothing
     assert not (tmp_path / "work" / "ingest" / "vg.regions.parquet").exists()
 
 

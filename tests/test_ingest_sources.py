@@ -188,7 +188,7 @@ def test_results_report_counts(tmp_path: Path) -> None:
     assert [r.source for r in results] == ["aokvqa", "vg"]
     vg = results[1]
     assert vg.annotations == {"qa": 2, "region": 3, "object": 3} and vg.images == 2
-    # VG's regions and objects are units of their own (VgIngester.parts), each with its table
+    # VG's regions and objects are units of their own (SourceSpec.parts), each with its table
     assert vg.files == [
         "vg/image_data.json",
         "vg/question_answers.json",
@@ -251,7 +251,7 @@ def test_parallel_processes_give_the_same_tables(
 
 
 def test_vg_parts_are_units_of_their_own(tmp_path: Path) -> None:
-    """VG's regions and objects are ingested by units of their own (VgIngester.parts): a changed
+    """VG's regions and objects are ingested by units of their own (SourceSpec.parts): a changed
     regions file reruns the regions unit only, and a removed one leaves an empty table behind,
     never the regions of the earlier run."""
     from unimm.merge import MergeConfig, merge, read_partition

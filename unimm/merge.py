@@ -33,12 +33,11 @@ from pydantic import BaseModel, Field
 from unimm import handoff, workdir
 from unimm.errors import ConfigError, InputError, MissingStageOutputError
 from unimm.gcpolicy import bulk_parse
-from unimm.ingest.registry import source_units
 from unimm.ingest.tablefile import check_ingest_table, read_ingest_range, scan_ingest_table
 from unimm.keys import IMAGE_NUMBER, IMAGES_PER_PARTITION, PARTITION_HASH, partition_range
 from unimm.pipeline.layout import Layout
 from unimm.schema import KINDS, SOURCES, ImageFile, MergedImage
-from unimm.sources import SOURCE_SPECS
+from unimm.sources import SOURCE_SPECS, source_units
 from unimm.structs import error_location, list_decoder
 from unimm.tables import INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA, MERGED_IMAGE_SCHEMA
 
@@ -382,7 +381,7 @@ def _chosen_sources(lay: Layout, cfg: MergeConfig) -> list[str]:
 
 def annotation_tables(lay: Layout, source: str) -> list[Path]:
     """The annotation tables of `source`: its own, and one per part ingested apart (see
-    `Ingester.parts`). A part's table may be absent (tables of an older unimm held every part),
+    `SourceSpec.parts`). A part's table may be absent (tables of an older unimm held every part),
     a source's own may not: the pipeline's markers say whether each unit is current."""
     own, *parts = [lay.ingest_table(u) for u in source_units(source)]
     return [own, *(p for p in parts if p.exists())]

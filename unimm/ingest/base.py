@@ -22,12 +22,12 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr
-from unimm.sources import EXPECTED_FILES, ExpectedFile
+from unimm.sources import EXPECTED_FILES, SOURCE_SPECS, ExpectedFile
 from unimm.tables import ANNOTATION_SCHEMA, INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA, conform
 
 
 class IngestResult(BaseModel):
-    """What the ingest of one source (or of one unit of it, see `Ingester.parts`) read and wrote."""
+    """What the ingest of one source (or of one unit of it, see `SourceSpec.parts`) read and wrote."""
 
     source: str
     files: list[str] = Field(description="Input files read, relative to the data root.")
@@ -78,15 +78,21 @@ def expected(source: str) -> list[ExpectedFile]:
 class Ingester(abc.ABC):
     """One source family. Subclasses set `name` and implement `missing` and `read`.
 
-    A source whose files take several times longer than the others' would run alone on one core
-    at the end of the ingest; its ingester names `parts` (part -> the file roles it reads, with
-    the `shared` ones) that a unit of work of their own reads (`read_part`) into a table of their
-    own, `<source>.<part>`. `read` then reads everything else, image table included.
+    A source with `parts` (its `SourceSpec`'s) reads each in a unit of work of its own
+    (`read_part`) into a table of its own, `<source>.<part>`; `read` then reads everything
+    else, image table included.
     """
 
     name: ClassVar[str]
-    parts: ClassVar[dict[str, tuple[str, ...]]] = {}
-    shared: ClassVar[tuple[str, ...]] = ()  # roles every part reads too (VG's image sizes)
+
+    @property
+    def parts(self) -> dict[str, tuple[str, ...]]:
+        return SOURCE_SPECS[self.name].parts
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        """Roles every part reads too (VG's image sizes)."""
+        return SOURCE_SPECS[self.name].shared
 
     @abc.abstractmethod
     def missing(self, data_root: Path) -> list[tuple[str, str]]:

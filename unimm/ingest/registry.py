@@ -1,5 +1,4 @@
-"""Name -> ingester object, the units of work of each source, and the up-front check that every
-requested source has its files."""
+"""Name -> ingester object, and the up-front check that every requested source has its files."""
 
 from __future__ import annotations
 
@@ -24,18 +23,6 @@ INGESTERS: dict[str, Ingester] = {
         VisdialIngester(),
     )
 }
-
-
-def source_units(source: str) -> list[str]:
-    """The units of work that ingest `source`: the source itself, then `<source>.<part>` for each
-    part its ingester reads apart (see `Ingester.parts`); each writes `ingest/<unit>.parquet`."""
-    return [source, *(f"{source}.{part}" for part in INGESTERS[source].parts)]
-
-
-def split_unit(unit: str) -> tuple[str, str | None]:
-    """An ingest unit -> (source, part or None)."""
-    source, _, part = unit.partition(".")
-    return source, part or None
 
 
 def check_inputs(data_root: Path, sources: list[str]) -> None:

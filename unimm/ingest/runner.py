@@ -1,5 +1,5 @@
 """Ingest one unit: a source's official files -> its annotation and image tables, each written
-atomically; a source whose ingester names `parts` is several units (`registry.source_units`).
+atomically; a source with `parts` is several units (`sources.source_units`).
 
 The pipeline runner (`unimm.pipeline`) schedules the units (in parallel processes, or Ray tasks,
 within a memory budget from `estimated_peak`); `run_ingest` is the library entry that runs that
@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 
 from unimm.ingest.base import IngestResult, kind_counts
-from unimm.ingest.registry import INGESTERS, source_units, split_unit
+from unimm.ingest.registry import INGESTERS
 from unimm.ingest.tablefile import write_ingest_table
 from unimm.pipeline.layout import Layout
+from unimm.sources import source_units, split_unit
 
 
 def ingest_unit(unit: str, data_root: Path, layout: Layout) -> IngestResult:
     """Read one unit of ingest under `data_root` (a source, or `<source>.<part>`, see
-    `Ingester.parts`) and write its tables under `layout` (InputError on bad input: nothing is
+    `SourceSpec.parts`) and write its tables under `layout` (InputError on bad input: nothing is
     written)."""
     t0 = time.perf_counter()
     source, part = split_unit(unit)

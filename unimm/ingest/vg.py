@@ -202,12 +202,6 @@ class VgIngester(Ingester):
             out += [(f.path, f.archive_url) for f in files if f.role in ("regions", "qa")]
         return out
 
-    # Read with the QAs, the regions (0.61 GB, 5.4M rows: ~9 s) and the objects with their
-    # attributes (0.28 GB, 1.3M objects listed twice: ~14 s) ran alone on one core for seconds
-    # after the other sources finished. Every part joins its rows to image_data's keys and sizes.
-    parts = {"regions": ("regions",), "objects": ("objects", "attributes")}
-    shared = ("image_data",)
-
     def read(self, data_root: Path) -> SourceTables:
         data_root = Path(data_root)
         present = {f.role: f for f in self.unit_files(data_root, None)}

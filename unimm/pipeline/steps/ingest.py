@@ -6,11 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from unimm import __version__
-from unimm.ingest import INGESTERS, IngestResult, check_inputs, ingest_unit
-from unimm.ingest.registry import source_units, split_unit
-from unimm.ingest.runner import estimated_peak, input_bytes
-from unimm.ingest.tablefile import table_mark
 from unimm.pipeline.step import Context, Scope, Step, StepResult
+from unimm.sources import source_units, split_unit
 from unimm.stagecache import code_fingerprint, files_fingerprint
 from unimm.tables import INGEST_ANNOTATION_SCHEMA
 from unimm.workdir import atomic_path
@@ -26,12 +23,17 @@ class IngestStep(Step):
 
     def check(self, ctx: Context) -> None:
         """Every file of every source, before anything is read."""
+        from unimm.ingest import check_inputs
+
         check_inputs(ctx.cfg.data_root, ctx.cfg.sources)
 
     def units(self, ctx: Context) -> list[str]:
         return [u for s in ctx.cfg.sources for u in source_units(s)]
 
     def key(self, ctx: Context, unit: str) -> list[object]:
+        from unimm.ingest import INGESTERS, IngestResult
+        from unimm.ingest.tablefile import table_mark
+
         root = ctx.cfg.data_root
         source, part = split_unit(unit)
         files = [root / f.path for f in INGESTERS[source].unit_files(root, part)]
@@ -52,12 +54,18 @@ class IngestStep(Step):
         return [lay.ingest_table(unit), *images, lay.ingest_summary(unit)]
 
     def worth_processes(self, ctx: Context, units: list[str]) -> bool:
+        from unimm.ingest.runner import input_bytes
+
         return sum(input_bytes(u, ctx.cfg.data_root) for u in units) >= PROCESS_MIN_BYTES
 
     def memory(self, ctx: Context, unit: str) -> int:
+        from unimm.ingest.runner import estimated_peak
+
         return estimated_peak(unit, ctx.cfg.data_root)
 
     def process(self, ctx: Context, unit: str) -> StepResult:
+        from unimm.ingest import ingest_unit
+
         lay = ctx.layout
         res = ingest_unit(unit, ctx.cfg.data_root, lay)
         with atomic_path(lay.ingest_summary(unit)) as tmp:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unimm.card import CARD_NAME
 from unimm.errors import ConfigError
 from unimm.merge import image_files
 from unimm.pipeline.step import Context, Scope, Step, StepResult, step_totals
 from unimm.pipeline.tables import read_chats
 from unimm.shards.config import ShardConfig
-from unimm.shards.manifest import MANIFEST_NAME
 from unimm.stagecache import code_fingerprint, fingerprint
 from unimm.workdir import atomic_dir
 
@@ -50,6 +48,9 @@ class ShardsStep(Step):
         ]
 
     def outputs(self, ctx: Context, unit: str) -> list[Path]:
+        from unimm.card import CARD_NAME
+        from unimm.shards.manifest import MANIFEST_NAME
+
         out = Path(ctx.cfg.out)
         return [out / MANIFEST_NAME, out / CARD_NAME]
 
