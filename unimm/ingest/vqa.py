@@ -26,13 +26,14 @@ from unimm.ingest.base import (
     SourceTables,
     annotations_frame,
     answers_column,
+    by_partition_hash,
     expected,
     images_frame,
     strip_expr,
     utf8,
 )
 from unimm.ingest.jsonio import decode_file
-from unimm.keys import coco_file_name_expr, coco_key_expr
+from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, coco_file_name_expr, coco_key_expr
 from unimm.sources import ExpectedFile
 
 ConfidenceT = Literal["yes", "maybe", "no"]
@@ -147,7 +148,7 @@ def _join_pair(questions: pl.DataFrame, annotations: pl.DataFrame, qfile: str, a
     joined = questions.join(annotations, on="question_id", how="inner", maintain_order="left", suffix="_ann")
     bad = joined.filter(pl.col("image_id") != pl.col("image_id_ann"))
     if bad.height:
-        row = bad.row(0, named=True)
+        row = bad.sort("_qrec").row(0, named=True)
         raise InputError(
             afile,
             f"image_id {row['image_id_ann']} differs from {row['image_id']} given for the same question in {qfile}",
@@ -196,10 +197,17 @@ class _PairIngester(Ingester):
             del qdoc
             annotations, a_sub, types = self._annotations(data_root / a.path)
             _check_subtypes(q_sub, a_sub, qfile, afile)
+            # The questions are put in hash order before the join, which moves the answers into
+            # their order anyway: sorting the joined rows moved every answer list once more.
+            questions = by_partition_hash(
+                questions.with_columns(coco_key_expr("image_id").alias("image_key"))
+            )
             joined = _join_pair(questions, annotations, qfile, afile)
             del questions, annotations
             ann = joined.select(
-                coco_key_expr("image_id").alias("image_key"),
+                "image_key",
+                PARTITION_HASH,
+                IMAGE_NUMBER,
                 pl.lit(self.name).alias("source"),
                 pl.lit(split).alias("split"),
                 pl.lit("qa").alias("kind"),
