@@ -10,7 +10,8 @@ from unimm.lazy import exports
 __all__, __getattr__ = exports(
     __name__,
     {
-        "unimm.ingest.base": ["Ingester", "IngestResult", "SourceTables"],
+        "unimm.ingest.base": ["Ingester", "SourceTables"],
+        "unimm.ingest.result": ["IngestResult"],
         "unimm.ingest.registry": ["INGESTERS", "check_inputs", "present_sources"],
         "unimm.ingest.runner": ["ingest_unit", "run_ingest"],
     },

@@ -1,4 +1,4 @@
-"""What every ingester shares: the result types, the input check, and column builders.
+"""What every ingester shares: the tables it returns, the input check, and column builders.
 
 An ingester decodes its official files into typed Structs (see `jsonio`), pulls each needed
 field into one flat Python list per column (list comprehensions over the Structs, never one
@@ -10,7 +10,6 @@ Arrow struct array plus offsets.
 from __future__ import annotations
 
 import abc
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,47 +18,10 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from pydantic import BaseModel, Field
 
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr
 from unimm.sources import EXPECTED_FILES, SOURCE_SPECS, ExpectedFile
 from unimm.tables import ANNOTATION_SCHEMA, INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA, conform
-
-
-class IngestResult(BaseModel):
-    """What the ingest of one source (or of one unit of it, see `SourceSpec.parts`) read and wrote."""
-
-    source: str
-    files: list[str] = Field(description="Input files read, relative to the data root.")
-    images: int = Field(description="Rows of the image-ref table.")
-    annotations: dict[str, int] = Field(
-        description="Annotation rows by kind (caption, qa, region, object, rationale, dialog)."
-    )
-    seconds: float
-    tables: list[str] = Field(description="Paths of the annotation tables.")
-    images_table: str | None = Field(description="Path of the image-ref table (a part writes none).")
-
-    @property
-    def total(self) -> int:
-        return sum(self.annotations.values())
-
-    @classmethod
-    def combine(cls, units: list[IngestResult]) -> IngestResult:
-        """The result of a source from those of its units (the source's own first)."""
-        from unimm.schema import KINDS
-
-        kinds: Counter[str] = Counter()
-        for u in units:
-            kinds.update(u.annotations)
-        return cls(
-            source=units[0].source,
-            files=list(dict.fromkeys(f for u in units for f in u.files)),
-            images=sum(u.images for u in units),
-            annotations={k: kinds[k] for k in KINDS if k in kinds},
-            seconds=round(sum(u.seconds for u in units), 3),
-            tables=[t for u in units for t in u.tables],
-            images_table=units[0].images_table,
-        )
 
 
 @dataclass
@@ -106,16 +68,6 @@ class Ingester(abc.ABC):
     def read_part(self, data_root: Path, part: str) -> SourceTables:
         """Decode the files of one of `parts` into a conformed annotation table."""
         raise KeyError(f"source {self.name} has no part {part!r}")
-
-    def unit_files(self, data_root: Path, part: str | None) -> list[ExpectedFile]:
-        """The present files that the source's own unit (`part` None) or a part reads."""
-        apart = {r for roles in self.parts.values() for r in roles}
-        roles = set(self.parts[part]) | set(self.shared) if part else None
-        return [
-            f
-            for f in self._present(data_root)
-            if (f.role in roles if roles is not None else f.role not in apart)
-        ]
 
     # helpers shared by the subclasses
     def _exists(self, data_root: Path, f: ExpectedFile) -> bool:

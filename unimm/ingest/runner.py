@@ -2,8 +2,8 @@
 atomically; a source with `parts` is several units (`sources.source_units`).
 
 The pipeline runner (`unimm.pipeline`) schedules the units (in parallel processes, or Ray tasks,
-within a memory budget from `estimated_peak`); `run_ingest` is the library entry that runs that
-same step for a list of sources.
+within the memory budget the ingest step estimates); `run_ingest` is the library entry that runs
+that same step for a list of sources.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from unimm.ingest.base import IngestResult, kind_counts
+from unimm.ingest.base import kind_counts
 from unimm.ingest.registry import INGESTERS
+from unimm.ingest.result import IngestResult
 from unimm.ingest.tablefile import write_ingest_table
 from unimm.pipeline.layout import Layout
 from unimm.sources import source_units, split_unit
@@ -38,20 +39,6 @@ def ingest_unit(unit: str, data_root: Path, layout: Layout) -> IngestResult:
         tables=[str(layout.ingest_table(unit))],
         images_table=str(layout.ingest_images(unit)) if tables.images is not None else None,
     )
-
-
-def input_bytes(unit: str, data_root: Path) -> int:
-    """Bytes of the unit's files present under `data_root`."""
-    source, part = split_unit(unit)
-    return sum(
-        (Path(data_root) / f.path).stat().st_size for f in INGESTERS[source].unit_files(data_root, part)
-    )
-
-
-def estimated_peak(unit: str, data_root: Path) -> int:
-    """Peak RSS of ingesting one unit: measured ~3x the JSON it decodes (VG full size: 0.8 GB ->
-    2.4 GB) plus the runtime."""
-    return 3 * input_bytes(unit, data_root) + 250 * 2**20
 
 
 def run_ingest(data_root: Path, work: Path, sources: list[str], jobs: int = 1) -> list[IngestResult]:

@@ -45,6 +45,7 @@ from unimm.ingest.base import (
 )
 from unimm.ingest.jsonio import decode_array, decode_file
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr, vg_key_expr
+from unimm.sources import unit_files
 
 CHUNK_IMAGES = 10_000
 # What a row takes from its image, the partition hash and image number included: computed once
@@ -204,7 +205,7 @@ class VgIngester(Ingester):
 
     def read(self, data_root: Path) -> SourceTables:
         data_root = Path(data_root)
-        present = {f.role: f for f in self.unit_files(data_root, None)}
+        present = {f.role: f for f in unit_files(self.name, None, data_root)}
         images = self._images(data_root / present["image_data"].path)
         qa = present.get("qa")
         rows = self._qas(data_root / qa.path, images) if qa else pl.DataFrame()
@@ -230,7 +231,7 @@ class VgIngester(Ingester):
         if part not in self.parts:
             return super().read_part(data_root, part)
         data_root = Path(data_root)
-        present = {f.role: f for f in self.unit_files(data_root, part)}
+        present = {f.role: f for f in unit_files(self.name, part, data_root)}
         images = self._images(data_root / present["image_data"].path)
         rows = pl.DataFrame()
         if part == "regions" and "regions" in present:
