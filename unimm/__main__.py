@@ -1,3 +1,3 @@
-from unimm.cli import main
+from unimm.cli import run
 
-main()
+run()
