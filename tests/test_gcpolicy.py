@@ -34,3 +34,13 @@ def test_a_cycle_built_during_a_unit_is_collected_after_it() -> None:
         del a, b
     gc.collect()
     assert ref() is None
+
+
+def test_what_a_unit_leaves_alive_moves_to_the_oldest_generation() -> None:
+    """The records and dialogues a unit hands on are not walked by the young collections after it."""
+    with rare_collections():
+        kept = [[i] for i in range(1_000)]
+    young = {id(o) for generation in (0, 1) for o in gc.get_objects(generation=generation)}
+    assert not any(id(x) in young for x in kept)
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(x) in oldest for x in kept)
