@@ -10,8 +10,10 @@ import pytest
 
 from unimm.errors import InputError, MissingFilesError
 from unimm.ingest import check_inputs, run_ingest, vg
+from unimm.ingest.inputs import missing_files, present_sources
 from unimm.ingest.jsonio import split_path
 from unimm.pipeline.layout import Layout
+from unimm.sources import SOURCE_SPECS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "data"
 
@@ -258,6 +260,16 @@ def test_source_with_no_files_lists_all_and_reads_nothing(data: Path, tmp_path: 
     assert "vg/attributes.json" not in paths  # optional: read when present, never asked for
     assert "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/v2_Annotations_Val_mscoco.zip" in str(e.value)
     assert leftovers(tmp_path / "work") == []
+
+
+@pytest.mark.parametrize("source", list(SOURCE_SPECS))
+def test_every_source_absent_names_the_files_it_needs(source: str, tmp_path: Path) -> None:
+    """Each catalogued source has its rule: with nothing under the data root, it asks for its
+    own required files (never an optional one), each with the archive it comes from."""
+    missing = missing_files(source, tmp_path)
+    required = {(f.path, f.archive_url) for f in SOURCE_SPECS[source].files() if not f.optional}
+    assert missing and set(missing) <= required
+    assert present_sources(tmp_path) == []
 
 
 def test_vg_needs_image_data(data: Path) -> None:

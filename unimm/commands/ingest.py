@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         file and the archive it comes from); each source's tables appear whole or not at all.
         """
         from unimm.errors import ConfigError
-        from unimm.ingest import present_sources
+        from unimm.ingest.inputs import present_sources
         from unimm.pipeline.layout import Layout
         from unimm.sources import DEFAULT_DATA_ROOT
 

@@ -12,7 +12,8 @@ __all__, __getattr__ = exports(
     {
         "unimm.ingest.base": ["Ingester", "SourceTables"],
         "unimm.ingest.result": ["IngestResult"],
-        "unimm.ingest.registry": ["INGESTERS", "check_inputs", "present_sources"],
+        "unimm.ingest.registry": ["INGESTERS"],
+        "unimm.ingest.inputs": ["check_inputs", "present_sources"],
         "unimm.ingest.runner": ["ingest_unit", "run_ingest"],
     },
 )

@@ -20,7 +20,6 @@ from unimm.ingest.base import (
     PerSplitIngester,
     annotations_frame,
     answers_column,
-    expected,
     images_frame,
     strip_expr,
     utf8,
@@ -49,11 +48,6 @@ class AokvqaItem(AokvqaQuestion, gc=False):
 
 class AokvqaIngester(PerSplitIngester):
     name = "aokvqa"
-
-    def missing(self, data_root: Path) -> list[tuple[str, str]]:
-        if self._present(data_root):
-            return []
-        return [(f.path, f.archive_url) for f in expected(self.name)]
 
     def _split(self, path: Path, split: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         items = decode_file(path, list[AokvqaItem])

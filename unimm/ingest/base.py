@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from unimm.ingest.inputs import present
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr
 from unimm.sources import EXPECTED_FILES, SOURCE_SPECS, ExpectedFile
 from unimm.tables import ANNOTATION_SCHEMA, INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA, conform
@@ -57,10 +58,6 @@ class Ingester(abc.ABC):
         return SOURCE_SPECS[self.name].shared
 
     @abc.abstractmethod
-    def missing(self, data_root: Path) -> list[tuple[str, str]]:
-        """Files (path, archive URL) that must be added before this source can be read; [] if ready."""
-
-    @abc.abstractmethod
     def read(self, data_root: Path) -> SourceTables:
         """Decode the source's files under `data_root` into conformed annotation and image tables
         (the files of its `parts` excepted)."""
@@ -70,22 +67,8 @@ class Ingester(abc.ABC):
         raise KeyError(f"source {self.name} has no part {part!r}")
 
     # helpers shared by the subclasses
-    def _exists(self, data_root: Path, f: ExpectedFile) -> bool:
-        return (Path(data_root) / f.path).is_file()
-
     def _present(self, data_root: Path, role: str | None = None) -> list[ExpectedFile]:
-        return [
-            f for f in expected(self.name) if (role is None or f.role == role) and self._exists(data_root, f)
-        ]
-
-    def _missing_pairs(self, data_root: Path) -> list[tuple[str, str]]:
-        """For question/annotation pair sources: none present -> all; a half pair -> the other half."""
-        files = expected(self.name)
-        present = [f for f in files if self._exists(data_root, f)]
-        if not present:
-            return [(f.path, f.archive_url) for f in files]
-        splits = {f.split for f in present}
-        return [(f.path, f.archive_url) for f in files if f.split in splits and f not in present]
+        return present(self.name, data_root, role)
 
 
 class PerSplitIngester(Ingester):

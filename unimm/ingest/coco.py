@@ -26,7 +26,6 @@ from unimm.ingest.base import (
     SourceTables,
     annotations_frame,
     bbox_expr,
-    expected,
     images_frame,
     strip_expr,
     utf8,
@@ -112,11 +111,6 @@ def _check_image_ids(ann: pl.DataFrame, images: pl.DataFrame, file: str) -> None
 
 class CocoIngester(Ingester):
     name = "coco"
-
-    def missing(self, data_root: Path) -> list[tuple[str, str]]:
-        if self._present(data_root):
-            return []
-        return [(f.path, f.archive_url) for f in expected(self.name) if f.role == "captions"]
 
     def read(self, data_root: Path) -> SourceTables:
         data_root = Path(data_root)

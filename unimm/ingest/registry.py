@@ -1,10 +1,7 @@
-"""Name -> ingester object, and the up-front check that every requested source has its files."""
+"""Name -> ingester object (the up-front check of a source's files is `unimm.ingest.inputs`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from unimm.errors import MissingFilesError
 from unimm.ingest.aokvqa import AokvqaIngester
 from unimm.ingest.base import Ingester
 from unimm.ingest.coco import CocoIngester
@@ -23,19 +20,3 @@ INGESTERS: dict[str, Ingester] = {
         VisdialIngester(),
     )
 }
-
-
-def check_inputs(data_root: Path, sources: list[str]) -> None:
-    """Raise MissingFilesError listing every file (and its archive URL) a requested source still needs."""
-    from unimm.sources import parse_sources
-
-    missing: list[tuple[str, str]] = []
-    for name in parse_sources(list(sources)):
-        missing += INGESTERS[name].missing(Path(data_root))
-    if missing:
-        raise MissingFilesError(missing)
-
-
-def present_sources(data_root: Path) -> list[str]:
-    """Sources whose folder exists under the data root, in canonical order."""
-    return [name for name in INGESTERS if (Path(data_root) / name).is_dir()]

@@ -37,7 +37,6 @@ from unimm.ingest.base import (
     SourceTables,
     annotations_frame,
     bbox_expr,
-    expected,
     images_frame,
     strip_expr,
     utf8,
@@ -192,16 +191,6 @@ def _one_per_object(attributed: pl.DataFrame) -> pl.DataFrame:
 
 class VgIngester(Ingester):
     name = "vg"
-
-    def missing(self, data_root: Path) -> list[tuple[str, str]]:
-        files = [f for f in expected(self.name) if not f.optional]
-        present = self._present(data_root)
-        if not present:
-            return [(f.path, f.archive_url) for f in files]
-        out = [(f.path, f.archive_url) for f in files if f.role == "image_data" and f not in present]
-        if not any(f.role != "image_data" for f in present):
-            out += [(f.path, f.archive_url) for f in files if f.role in ("regions", "qa")]
-        return out
 
     def read(self, data_root: Path) -> SourceTables:
         data_root = Path(data_root)

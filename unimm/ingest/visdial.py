@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from unimm.errors import InputError
-from unimm.ingest.base import PerSplitIngester, annotations_frame, expected, images_frame, utf8
+from unimm.ingest.base import PerSplitIngester, annotations_frame, images_frame, utf8
 from unimm.ingest.jsonio import decode_file
 from unimm.keys import (
     VISDIAL_IMAGE_SPLITS,
@@ -72,12 +72,6 @@ def _round(i: int, j: int) -> str:
 
 class VisdialIngester(PerSplitIngester):
     name = "visdial"
-
-    def missing(self, data_root: Path) -> list[tuple[str, str]]:
-        required = [f for f in expected(self.name) if not f.optional]
-        if any(self._exists(data_root, f) for f in required):
-            return []
-        return [(f.path, f.archive_url) for f in required]
 
     def _split(self, path: Path, split: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         doc = decode_file(path, VisdialFile)

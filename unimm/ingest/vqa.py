@@ -32,6 +32,7 @@ from unimm.ingest.base import (
     strip_expr,
     utf8,
 )
+from unimm.ingest.inputs import exists
 from unimm.ingest.jsonio import decode_file
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, coco_file_name_expr, coco_key_expr
 from unimm.sources import ExpectedFile
@@ -170,16 +171,13 @@ def _check_subtypes(q_sub: str | None, a_sub: str | None, qfile: str, afile: str
 class _PairIngester(Ingester):
     """A source made of (questions, annotations) file pairs, one pair per split."""
 
-    def missing(self, data_root: Path) -> list[tuple[str, str]]:
-        return self._missing_pairs(data_root)
-
     def _pairs(self, data_root: Path) -> list[tuple[str, ExpectedFile, ExpectedFile]]:
         files = expected(self.name)
         out = []
         for split in dict.fromkeys(f.split for f in files):
             q = next(f for f in files if f.split == split and f.role == "questions")
             a = next(f for f in files if f.split == split and f.role == "annotations")
-            if self._exists(data_root, q) and self._exists(data_root, a):
+            if exists(data_root, q) and exists(data_root, a):
                 out.append((split, q, a))
         return out
 

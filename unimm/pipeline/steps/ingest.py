@@ -23,7 +23,7 @@ class IngestStep(Step):
 
     def check(self, ctx: Context) -> None:
         """Every file of every source, before anything is read."""
-        from unimm.ingest import check_inputs
+        from unimm.ingest.inputs import check_inputs
 
         check_inputs(ctx.cfg.data_root, ctx.cfg.sources)
 
