@@ -1,4 +1,4 @@
-"""What every ingester shares: the tables it returns, the input check, and column builders.
+"""What every ingester shares: the tables it returns, the files it reads, and column builders.
 
 An ingester decodes its official files into typed Structs (see `jsonio`), pulls each needed
 field into one flat Python list per column (list comprehensions over the Structs, never one
@@ -51,11 +51,6 @@ class Ingester(abc.ABC):
     @property
     def parts(self) -> dict[str, tuple[str, ...]]:
         return SOURCE_SPECS[self.name].parts
-
-    @property
-    def shared(self) -> tuple[str, ...]:
-        """Roles every part reads too (VG's image sizes)."""
-        return SOURCE_SPECS[self.name].shared
 
     @abc.abstractmethod
     def read(self, data_root: Path) -> SourceTables:
