@@ -154,7 +154,8 @@ VQAv2 train+val questions and annotations, VG image_data, region_descriptions, q
 {args.rounds} alternating rounds (naive, orjson floor, decode floor, unimm), each command in a fresh process tree;
 medians. CPU = user + system seconds of the whole tree; peak RSS = the largest sum over the tree,
 sampled every 20 ms. unimm runs with its defaults (`unimm ingest --sources coco,vqav2,vg`, then
-`unimm merge`: the local executor, one worker per core, `executor.memory_gb` 6).
+`unimm merge`: the local executor, one worker per core, `executor.memory_gb` 6), its modules
+byte-compiled as an installed package's are (`benchmarks/_common.py`).
 
 | run | wall s | CPU s | peak RSS GB | vs naive (wall) |
 | --- | ---: | ---: | ---: | ---: |
