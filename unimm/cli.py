@@ -37,11 +37,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run() -> None:
-    """The process entry (the `unimm` script, `python -m unimm`): `main`, then the process ends
-    without tearing its interpreter down. Exit handlers run and output is flushed; freeing every
-    module and object one by one (~0.1 s after a pipeline command, before the shell gets its
-    prompt back) is left to the kernel. An uncaught exception, or a thread still working, exits
-    the usual way."""
+    """The process entry (the `unimm` script, `python -m unimm`): `main`, then its exit handlers,
+    and the process ends without tearing its interpreter down (`procexit`). An uncaught
+    exception, or a thread still working, exits the usual way."""
     try:
         main()
     except SystemExit as e:
@@ -53,12 +51,11 @@ def run() -> None:
     if not isinstance(code, int) or _threads_left():
         sys.exit(code)  # the usual way
     import atexit
-    import os
+
+    from unimm.procexit import end_process
 
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    end_process(code)
 
 
 def _threads_left() -> bool:

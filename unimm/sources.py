@@ -17,7 +17,6 @@ Data root convention (`--data-root`, default `data/`), one folder per source:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 DEFAULT_DATA_ROOT = "data"
 
@@ -268,25 +267,6 @@ def split_unit(unit: str) -> tuple[str, str | None]:
     """An ingest unit -> (source, part or None)."""
     source, _, part = unit.partition(".")
     return source, part or None
-
-
-def unit_files(source: str, part: str | None, data_root: Path) -> list[ExpectedFile]:
-    """The present files that the source's own unit (`part` None) or one of its parts reads: a
-    part its roles and the `shared` ones, the source's own unit every role no part reads."""
-    spec = SOURCE_SPECS[source]
-    apart = {r for roles in spec.parts.values() for r in roles}
-    roles = set(spec.parts[part]) | set(spec.shared) if part else None
-    return [
-        f
-        for f in spec.files()
-        if (f.role in roles if roles is not None else f.role not in apart)
-        and (Path(data_root) / f.path).is_file()
-    ]
-
-
-def unit_bytes(unit: str, data_root: Path) -> int:
-    """Bytes of the files an ingest unit reads."""
-    return sum((Path(data_root) / f.path).stat().st_size for f in unit_files(*split_unit(unit), data_root))
 
 
 def parse_sources(text: str | list[str] | None) -> list[str]:

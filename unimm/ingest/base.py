@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from unimm.ingest.inputs import present
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr
-from unimm.sources import EXPECTED_FILES, SOURCE_SPECS, ExpectedFile
+from unimm.sources import SOURCE_SPECS, ExpectedFile
 from unimm.tables import ANNOTATION_SCHEMA, INGEST_ANNOTATION_SCHEMA, INGEST_IMAGE_SCHEMA, conform
 
 
@@ -34,12 +34,9 @@ class SourceTables:
     files: list[str] = field(default_factory=list)
 
 
-def expected(source: str) -> list[ExpectedFile]:
-    return [f for f in EXPECTED_FILES if f.source == source]
-
-
 class Ingester(abc.ABC):
-    """One source family. Subclasses set `name` and implement `missing` and `read`.
+    """One source family. Subclasses set `name` and implement `read` (which files a source needs
+    is `inputs.missing_files`).
 
     A source with `parts` (its `SourceSpec`'s) reads each in a unit of work of its own
     (`read_part`) into a table of its own, `<source>.<part>`; `read` then reads everything

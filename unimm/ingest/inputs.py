@@ -1,7 +1,8 @@
-"""Which official files a source needs before it can be ingested: the up-front check of
-`unimm ingest`, which names every missing file and the archive it comes from before anything is
-read. It needs only the source catalogue (`unimm.sources`), so the command's own process checks
-its inputs without importing an ingester (~0.2 s before its workers start)."""
+"""Which official files are under the data root: those each ingest unit reads, and those a
+source still needs (the up-front check of `unimm ingest`, which names every missing file and the
+archive it comes from before anything is read). Only the source catalogue (`unimm.sources`) is
+needed, so the command's own process checks its inputs, keys its units and estimates their
+memory without importing an ingester (~0.2 s before its workers start)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from unimm.errors import MissingFilesError
-from unimm.sources import SOURCE_SPECS, ExpectedFile
+from unimm.sources import SOURCE_SPECS, ExpectedFile, parse_sources, split_unit
 
 Missing = list[tuple[str, str]]  # (path under the data root, archive URL)
 
@@ -23,6 +24,24 @@ def present(source: str, data_root: Path, role: str | None = None) -> list[Expec
     return [
         f for f in SOURCE_SPECS[source].files() if (role is None or f.role == role) and exists(data_root, f)
     ]
+
+
+def unit_files(source: str, part: str | None, data_root: Path) -> list[ExpectedFile]:
+    """The present files that the source's own unit (`part` None) or one of its parts reads: a
+    part its roles and the `shared` ones, the source's own unit every role no part reads."""
+    spec = SOURCE_SPECS[source]
+    apart = {r for roles in spec.parts.values() for r in roles}
+    roles = set(spec.parts[part]) | set(spec.shared) if part else None
+    return [
+        f
+        for f in present(source, data_root)
+        if (f.role in roles if roles is not None else f.role not in apart)
+    ]
+
+
+def unit_bytes(unit: str, data_root: Path) -> int:
+    """Bytes of the files an ingest unit reads."""
+    return sum((Path(data_root) / f.path).stat().st_size for f in unit_files(*split_unit(unit), data_root))
 
 
 def _listed(files: list[ExpectedFile]) -> Missing:
@@ -39,7 +58,7 @@ def _captions(source: str, data_root: Path) -> Missing:
 def _pairs(source: str, data_root: Path) -> Missing:
     """Question/annotation pairs (VQAv2, OK-VQA): none present -> all; a half pair -> the other half."""
     files = SOURCE_SPECS[source].files()
-    found = [f for f in files if exists(data_root, f)]
+    found = present(source, data_root)
     if not found:
         return _listed(files)
     splits = {f.split for f in found}
@@ -86,8 +105,6 @@ def missing_files(source: str, data_root: Path) -> Missing:
 
 def check_inputs(data_root: Path, sources: list[str]) -> None:
     """Raise MissingFilesError listing every file (and its archive URL) a requested source still needs."""
-    from unimm.sources import parse_sources
-
     missing: Missing = []
     for name in parse_sources(list(sources)):
         missing += missing_files(name, data_root)

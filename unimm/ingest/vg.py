@@ -42,9 +42,9 @@ from unimm.ingest.base import (
     utf8,
     utf8_lists,
 )
+from unimm.ingest.inputs import unit_files
 from unimm.ingest.jsonio import decode_array, decode_file
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, image_number_expr, number_hash_expr, vg_key_expr
-from unimm.sources import unit_files
 
 CHUNK_IMAGES = 10_000
 # What a row takes from its image, the partition hash and image number included: computed once

@@ -27,7 +27,6 @@ from unimm.ingest.base import (
     annotations_frame,
     answers_column,
     by_partition_hash,
-    expected,
     images_frame,
     strip_expr,
     utf8,
@@ -35,7 +34,7 @@ from unimm.ingest.base import (
 from unimm.ingest.inputs import exists
 from unimm.ingest.jsonio import decode_file
 from unimm.keys import IMAGE_NUMBER, PARTITION_HASH, coco_file_name_expr, coco_key_expr
-from unimm.sources import ExpectedFile
+from unimm.sources import SOURCE_SPECS, ExpectedFile
 
 ConfidenceT = Literal["yes", "maybe", "no"]
 
@@ -172,7 +171,7 @@ class _PairIngester(Ingester):
     """A source made of (questions, annotations) file pairs, one pair per split."""
 
     def _pairs(self, data_root: Path) -> list[tuple[str, ExpectedFile, ExpectedFile]]:
-        files = expected(self.name)
+        files = SOURCE_SPECS[self.name].files()
         out = []
         for split in dict.fromkeys(f.split for f in files):
             q = next(f for f in files if f.split == split and f.role == "questions")

@@ -14,13 +14,13 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
-import sys
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import NamedTuple, Protocol
 
 from unimm.errors import ConfigError, UnimmError
 from unimm.pipeline.step import Context, Outcome
+from unimm.procexit import end_process
 
 
 class Task(NamedTuple):
@@ -113,19 +113,12 @@ def _child_env(threads: int, keep_pages: bool) -> Iterator[None]:
 
 
 def _exit_without_teardown() -> None:
-    """Pool initializer: when the worker exits, its interpreter is not torn down. By then its
-    results are delivered and its files closed; freeing a worker's heap object by object held
-    the command ~0.2 s after its last unit (ingest), the kernel frees it at once."""
-
-    def leave() -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-
+    """Pool initializer: the worker ends without tearing its interpreter down (`procexit`), once
+    its results are delivered; the command waited ~0.2 s for ingest's workers to free their heaps."""
     # atexit runs the last registered first: handlers a unit registers still run; those of the
     # modules imported before (multiprocessing's, which the worker's bootstrap has already run)
     # are skipped with the teardown
-    atexit.register(leave)
+    atexit.register(end_process, 0)
 
 
 class LocalExecutor:

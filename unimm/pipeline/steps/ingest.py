@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from unimm import __version__
+from unimm.ingest.inputs import unit_bytes, unit_files
 from unimm.pipeline.step import Context, Scope, Step, StepResult
-from unimm.sources import source_units, split_unit, unit_bytes, unit_files
+from unimm.sources import source_units, split_unit
 from unimm.stagecache import code_fingerprint, files_fingerprint
 from unimm.tables import INGEST_ANNOTATION_SCHEMA
 from unimm.workdir import atomic_path
